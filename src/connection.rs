@@ -1,0 +1,834 @@
+//! The engine: one WebSocket connection, driven by bytes and time, producing events and bytes.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::string::{String, ToString};
+use bytes::{Buf, Bytes, BytesMut};
+use core::time::Duration;
+
+use crate::close::{self, encode_close_body, parse_close_body, truncate_reason, CloseFrame};
+use crate::config::{Config, Delivery, Role};
+use crate::error::{
+    EndReason, Ended, ProtocolError, ReceiveError, SendError, TransportError, Unsent, Violation,
+};
+use crate::event::{Chunk, DataKind, Event, Text};
+use crate::frame::{parse_header, FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD};
+use crate::keepalive::Liveness;
+use crate::mask::{apply_mask, rotate_key};
+use crate::outbound::{Outbound, PreparedMessage, Transmit};
+use crate::random::{MaskKeys, RandomSource};
+use crate::time::Instant;
+use crate::utf8::Utf8Validator;
+
+/// Receive buffers above this capacity are released when they empty, so an idle connection
+/// does not keep the memory of its largest message.
+const SHRINK_ABOVE: usize = 64 << 10;
+
+/// Counters for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes given to `receive`.
+    pub bytes_in: u64,
+    /// Bytes reported written with `advance_transmit`.
+    pub bytes_out: u64,
+    /// Frames parsed.
+    pub frames_in: u64,
+    /// Frames completely written.
+    pub frames_out: u64,
+    /// Data messages delivered (streamed messages count at their last chunk).
+    pub messages_in: u64,
+    /// Data messages completely written.
+    pub messages_out: u64,
+    /// Data bytes queued and not yet written.
+    pub queued_bytes: usize,
+    /// The last measured PING to PONG round trip.
+    pub last_rtt: Option<Duration>,
+}
+
+/// The frame being received: its header is parsed, its payload is arriving.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    fin: bool,
+    opcode: OpCode,
+    key: Option<[u8; 4]>,
+    /// Payload bytes not yet taken out of the receive buffer.
+    remaining: usize,
+    /// Payload bytes already taken out (streaming), for the mask key's phase.
+    taken: usize,
+    /// Bytes at the front of the receive buffer already unmasked (and UTF-8 checked).
+    unmasked: usize,
+    /// The payload is text (a Text frame, or a continuation of a text message).
+    text: bool,
+    /// A chunk of this frame was already delivered (streaming).
+    delivered: bool,
+}
+
+/// A fragmented message in progress.
+#[derive(Debug, Clone, Copy)]
+struct InMessage {
+    kind: DataKind,
+    declared: u64,
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Closing {
+    /// The Close we sent or queued, and whether we sent it first.
+    ours: Option<CloseFrame>,
+    we_initiated: bool,
+    ours_written: bool,
+    /// The peer's Close, once received.
+    peers: Option<Option<CloseFrame>>,
+    /// The peer closed first and the application has not taken its Close event yet: the echo
+    /// goes out then, or at this instant at the latest.
+    echo_due: Option<Instant>,
+    /// The close handshake must be over by then.
+    deadline: Option<Instant>,
+}
+
+/// One WebSocket connection (RFC 6455), sans IO.
+///
+/// See the [crate documentation](crate) for the calling contract.
+pub struct Connection {
+    role: Role,
+    config: Config,
+    now: Instant,
+    inbuf: BytesMut,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    utf8: Utf8Validator,
+    assembly: BytesMut,
+    events: VecDeque<Event>,
+    out: Outbound,
+    liveness: Liveness,
+    closing: Closing,
+    failed: Option<ProtocolError>,
+    ended: bool,
+    lost: Unsent,
+    stats: Stats,
+}
+
+impl core::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("now", &self.now)
+            .field("buffered", &self.inbuf.len())
+            .field("events", &self.events.len())
+            .field("failed", &self.failed)
+            .field("ended", &self.ended)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A server-side engine for a connection whose opening handshake is done, at time `now`.
+    pub fn server(config: Config, now: Instant) -> Self {
+        Self::new(Role::Server, config, None, now)
+    }
+
+    /// A client-side engine; every frame is masked with a fresh key from `random`
+    /// (section 5.3).
+    pub fn client(config: Config, random: Box<dyn RandomSource>, now: Instant) -> Self {
+        Self::new(Role::Client, config, Some(MaskKeys::new(random)), now)
+    }
+
+    /// A client-side engine drawing mask keys from the operating system.
+    #[cfg(feature = "std")]
+    pub fn client_os_random(config: Config, now: Instant) -> Self {
+        Self::client(config, Box::new(crate::random::OsRandom), now)
+    }
+
+    fn new(role: Role, config: Config, keys: Option<MaskKeys>, now: Instant) -> Self {
+        Connection {
+            role,
+            out: Outbound::new(
+                config.max_outbound_bytes,
+                config.outbound_low_water,
+                config.max_send_fragment,
+                keys,
+            ),
+            liveness: Liveness::new(config.ping_interval, config.idle_timeout, now),
+            config,
+            now,
+            inbuf: BytesMut::new(),
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::new(),
+            assembly: BytesMut::new(),
+            events: VecDeque::new(),
+            closing: Closing::default(),
+            failed: None,
+            ended: false,
+            lost: Unsent::default(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// This engine's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters: bytes and frames in and out, queued bytes, last round-trip time.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            queued_bytes: self.out.queued_bytes(),
+            last_rtt: self.liveness.rtt(),
+            ..self.stats
+        }
+    }
+
+    /// Data bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.queued_bytes()
+    }
+
+    /// True once the `Ended` event has been produced.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// True when data may still be sent (no Close queued, not failed, not ended).
+    pub fn can_send(&self) -> bool {
+        !self.ended && self.failed.is_none() && self.closing.ours.is_none()
+    }
+
+    // ----- input: bytes --------------------------------------------------------------------
+
+    /// Feeds bytes read from the transport at time `now`. Frames may be split anywhere.
+    ///
+    /// Returns the protocol error if these bytes made the engine fail the connection (a Close
+    /// with the error's code is then queued, and the `Ended` event follows once it is written).
+    /// Bytes after the peer's Close are discarded (section 5.5.1).
+    pub fn receive(&mut self, now: Instant, data: &[u8]) -> Result<(), ReceiveError> {
+        self.advance_clock(now);
+        if self.ended || self.failed.is_some() {
+            return Err(ReceiveError::NotAccepting);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.stats.bytes_in += data.len() as u64;
+        self.liveness.on_receive(now);
+        if self.closing.peers.is_some() {
+            return Ok(());
+        }
+        self.inbuf.extend_from_slice(data);
+        self.process().map_err(ReceiveError::Protocol)
+    }
+
+    /// Parses every complete frame (and every available part of a partial one) in the buffer.
+    fn process(&mut self) -> Result<(), ProtocolError> {
+        loop {
+            let frame = match self.frame {
+                Some(frame) => frame,
+                None => match parse_header(&self.inbuf) {
+                    Ok(Status::Complete(header, header_len)) => {
+                        if let Err(violation) = self.check_header(&header) {
+                            return Err(self.fail(violation));
+                        }
+                        self.inbuf.advance(header_len);
+                        self.stats.frames_in += 1;
+                        self.start_frame(&header)
+                    }
+                    Ok(Status::Partial) => break,
+                    Err(e) => return Err(self.fail(e.into())),
+                },
+            };
+            if !self.take_payload(frame)? {
+                break;
+            }
+            if self.closing.peers.is_some() {
+                // Whatever follows the peer's Close is discarded (section 5.5.1).
+                self.inbuf.clear();
+                break;
+            }
+        }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > SHRINK_ABOVE {
+            self.inbuf = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    /// The checks a header alone decides (sections 5.1, 5.2, 5.4, 5.5) and the size limits,
+    /// before any of the payload is buffered.
+    fn check_header(&self, h: &FrameHeader) -> Result<(), Violation> {
+        if h.rsv != 0 {
+            return Err(Violation::ReservedBits(h.rsv));
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(Violation::UnmaskedFrame),
+            (Role::Client, true) => return Err(Violation::MaskedFrame),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            if !h.fin {
+                return Err(Violation::FragmentedControl);
+            }
+            if h.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(Violation::ControlTooLong(h.payload_len));
+            }
+            return Ok(());
+        }
+        if h.payload_len > self.config.max_frame_size {
+            return Err(Violation::FrameTooBig {
+                len: h.payload_len,
+                limit: self.config.max_frame_size,
+            });
+        }
+        let declared = match (h.opcode, &self.message) {
+            (OpCode::Continuation, None) => return Err(Violation::UnexpectedContinuation),
+            (OpCode::Continuation, Some(m)) => m.declared.saturating_add(h.payload_len),
+            (_, Some(_)) => return Err(Violation::MessageUnfinished),
+            (_, None) => h.payload_len,
+        };
+        if declared > self.config.max_message_size {
+            return Err(Violation::MessageTooBig {
+                len: declared,
+                limit: self.config.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets up the state for a frame whose header passed `check_header`.
+    fn start_frame(&mut self, h: &FrameHeader) -> InFrame {
+        let text = match h.opcode {
+            OpCode::Text => {
+                self.utf8.reset();
+                true
+            }
+            OpCode::Continuation => self.message.is_some_and(|m| m.kind == DataKind::Text),
+            _ => false,
+        };
+        match h.opcode {
+            OpCode::Text | OpCode::Binary if !h.fin => {
+                self.message = Some(InMessage {
+                    kind: if text {
+                        DataKind::Text
+                    } else {
+                        DataKind::Binary
+                    },
+                    declared: h.payload_len,
+                    deadline: self.config.message_timeout.map(|t| self.now + t),
+                });
+            }
+            OpCode::Continuation => {
+                if let Some(m) = &mut self.message {
+                    m.declared += h.payload_len;
+                }
+            }
+            _ => {}
+        }
+        // Fits: check_header bounded it by max_frame_size or 125, and a length that does not
+        // fit usize cannot pass a limit that does (limits above usize::MAX are clamped here).
+        let remaining = usize::try_from(h.payload_len).unwrap_or(usize::MAX);
+        let frame = InFrame {
+            fin: h.fin,
+            opcode: h.opcode,
+            key: h.mask,
+            remaining,
+            taken: 0,
+            unmasked: 0,
+            text,
+            delivered: false,
+        };
+        self.frame = Some(frame);
+        frame
+    }
+
+    /// Unmasks and checks what has arrived of the frame's payload; dispatches the frame when
+    /// it is complete. Returns whether the frame completed (so parsing can go on).
+    #[inline]
+    fn take_payload(&mut self, mut frame: InFrame) -> Result<bool, ProtocolError> {
+        let available = self.inbuf.len().min(frame.remaining);
+        if available > frame.unmasked {
+            let fresh = &mut self.inbuf[frame.unmasked..available];
+            if let Some(key) = frame.key {
+                apply_mask(fresh, rotate_key(key, frame.taken + frame.unmasked));
+            }
+            if frame.text {
+                if let Err(e) = self.utf8.feed(fresh) {
+                    return Err(self.fail(e.into()));
+                }
+            }
+            frame.unmasked = available;
+        }
+        let complete = available == frame.remaining;
+        if complete {
+            self.frame = None;
+            let payload = self.inbuf.split_to(available).freeze();
+            self.dispatch(frame, payload)?;
+        } else {
+            if self.config.delivery == Delivery::Streaming
+                && !frame.opcode.is_control()
+                && available > 0
+            {
+                let data = self.inbuf.split_to(available).freeze();
+                self.deliver_chunk(&mut frame, data, false);
+                frame.taken += available;
+                frame.remaining -= available;
+                frame.unmasked = 0;
+            }
+            self.frame = Some(frame);
+        }
+        Ok(complete)
+    }
+
+    fn deliver_chunk(&mut self, frame: &mut InFrame, data: Bytes, last: bool) {
+        let kind = match frame.opcode {
+            OpCode::Text => DataKind::Text,
+            OpCode::Binary => DataKind::Binary,
+            _ => self.message.map_or(DataKind::Binary, |m| m.kind),
+        };
+        let first = frame.opcode != OpCode::Continuation && !frame.delivered;
+        frame.delivered = true;
+        if last {
+            self.stats.messages_in += 1;
+        }
+        self.events.push_back(Event::Chunk(Chunk {
+            kind,
+            first,
+            last,
+            data,
+        }));
+    }
+
+    /// A complete frame.
+    fn dispatch(&mut self, mut frame: InFrame, payload: Bytes) -> Result<(), ProtocolError> {
+        match frame.opcode {
+            OpCode::Ping => {
+                if self.closing.ours.is_none() {
+                    self.out.set_pong(payload.clone());
+                }
+                self.events.push_back(Event::Ping(payload));
+            }
+            OpCode::Pong => {
+                self.liveness.on_pong(&payload, self.now);
+                self.events.push_back(Event::Pong(payload));
+            }
+            OpCode::Close => match parse_close_body(&payload) {
+                Ok(body) => self.on_peer_close(body),
+                Err(e) => return Err(self.fail(e.into())),
+            },
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                if frame.fin && frame.text {
+                    if let Err(e) = self.utf8.finish() {
+                        return Err(self.fail(e.into()));
+                    }
+                }
+                if frame.fin {
+                    self.message = None;
+                }
+                if self.config.delivery == Delivery::Streaming {
+                    let last = frame.fin;
+                    if !payload.is_empty() || last || !frame.delivered {
+                        self.deliver_chunk(&mut frame, payload, last);
+                    }
+                    return Ok(());
+                }
+                let whole = if frame.opcode != OpCode::Continuation {
+                    if !frame.fin {
+                        self.assembly.extend_from_slice(&payload);
+                        return Ok(());
+                    }
+                    // A single-frame message: the unmasked receive buffer itself, no copy.
+                    payload
+                } else {
+                    self.assembly.extend_from_slice(&payload);
+                    if !frame.fin {
+                        return Ok(());
+                    }
+                    self.assembly.split().freeze()
+                };
+                self.stats.messages_in += 1;
+                self.events.push_back(if frame.text {
+                    Event::Text(Text::from_validated(whole))
+                } else {
+                    Event::Binary(whole)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_peer_close(&mut self, body: Option<CloseFrame>) {
+        self.closing.peers = Some(body.clone());
+        self.message = None;
+        self.assembly = BytesMut::new();
+        self.events.push_back(Event::Close(body));
+        if self.closing.ours.is_some() {
+            if self.closing.ours_written {
+                self.finish_handshake();
+            }
+        } else {
+            self.closing.echo_due = Some(self.now + self.config.close_timeout);
+        }
+    }
+
+    /// Queues the echo of the peer's Close: its code, or an empty body if it had none.
+    fn queue_echo(&mut self) {
+        self.closing.echo_due = None;
+        if self.closing.ours.is_some() || self.ended {
+            return;
+        }
+        let echo = self.closing.peers.clone().flatten().map(|c| CloseFrame {
+            code: c.code,
+            reason: String::new(),
+        });
+        self.out.set_close(encode_close_body(echo.as_ref()));
+        self.closing.ours = Some(echo.unwrap_or(CloseFrame {
+            code: close::NO_STATUS,
+            reason: String::new(),
+        }));
+        self.closing.deadline = Some(self.now + self.config.close_timeout);
+    }
+
+    /// Fails the connection (section 7.1.7): queue a Close with the violation's code, drop
+    /// everything else not yet started, accept no more input.
+    fn fail(&mut self, violation: Violation) -> ProtocolError {
+        let code = violation.close_code();
+        let err = ProtocolError { violation, code };
+        if self.failed.is_some() || self.ended {
+            return err;
+        }
+        self.failed = Some(err.clone());
+        let reason = err.violation.to_string();
+        let body = CloseFrame {
+            code,
+            reason: String::from(truncate_reason(&reason)),
+        };
+        let lost = self.out.fail_with_close(encode_close_body(Some(&body)));
+        self.lost.messages += lost.messages;
+        self.lost.bytes += lost.bytes;
+        if self.closing.ours.is_none() {
+            self.closing.ours = Some(body);
+        }
+        self.closing.echo_due = None;
+        self.closing.deadline = Some(self.now + self.config.close_timeout);
+        self.inbuf = BytesMut::new();
+        self.frame = None;
+        self.message = None;
+        self.assembly = BytesMut::new();
+        if self.closing.ours_written {
+            self.end(EndReason::ProtocolError(err.clone()));
+        }
+        err
+    }
+
+    fn finish_handshake(&mut self) {
+        let reply = self.closing.peers.clone().flatten();
+        let reason = if self.closing.we_initiated {
+            EndReason::ClosedLocally {
+                sent: self.closing.ours.clone().expect("we initiated"),
+                reply,
+            }
+        } else {
+            EndReason::ClosedByPeer(reply)
+        };
+        self.end(reason);
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let queued = self.out.unsent_now();
+        let unsent = Unsent {
+            messages: self.lost.messages + queued.messages,
+            bytes: self.lost.bytes + queued.bytes,
+        };
+        self.events
+            .push_back(Event::Ended(Box::new(Ended { reason, unsent })));
+    }
+
+    // ----- input: the transport's end ------------------------------------------------------
+
+    /// The transport's read side ended (EOF) at `now`. Ends the connection: cleanly if the
+    /// peer's Close had arrived, otherwise as abnormal (no close code is invented).
+    pub fn transport_closed(&mut self, now: Instant) {
+        self.advance_clock(now);
+        if self.ended {
+            return;
+        }
+        if let Some(err) = self.failed.clone() {
+            self.end(EndReason::ProtocolError(err));
+        } else if self.closing.peers.is_some() {
+            self.finish_handshake();
+        } else {
+            self.end(EndReason::Abnormal(String::from(
+                "transport closed without a Close frame",
+            )));
+        }
+    }
+
+    /// The transport failed at `now` (write deadline missed, reset, broken pipe). Ends the
+    /// connection; a protocol error already being reported stays the reason.
+    pub fn transport_failed(&mut self, now: Instant, error: TransportError) {
+        self.advance_clock(now);
+        if self.ended {
+            return;
+        }
+        if let Some(err) = self.failed.clone() {
+            self.end(EndReason::ProtocolError(err));
+            return;
+        }
+        self.end(match error {
+            TransportError::WriteTimeout => EndReason::WriteTimeout,
+            TransportError::Io(detail) => EndReason::Abnormal(detail),
+        });
+    }
+
+    // ----- input: time ---------------------------------------------------------------------
+
+    fn advance_clock(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// When the engine next needs [`handle_timeout`](Self::handle_timeout), if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.ended {
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        consider(self.closing.deadline);
+        consider(self.closing.echo_due);
+        consider(self.message.and_then(|m| m.deadline));
+        consider(self.liveness.idle_deadline());
+        if self.keepalive_active() {
+            consider(self.liveness.ping_due());
+        }
+        next
+    }
+
+    fn keepalive_active(&self) -> bool {
+        self.closing.ours.is_none() && self.closing.peers.is_none() && self.failed.is_none()
+    }
+
+    /// Fires every timer that is due at `now`: keepalive PING, idle (dead peer) deadline,
+    /// close-handshake deadline, the overdue echo of the peer's Close, message timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance_clock(now);
+        if self.ended {
+            return;
+        }
+        if self.closing.deadline.is_some_and(|t| t <= now) {
+            let reason = match self.failed.clone() {
+                Some(err) => EndReason::ProtocolError(err),
+                None => EndReason::CloseTimeout,
+            };
+            self.end(reason);
+            return;
+        }
+        if self.liveness.idle_deadline().is_some_and(|t| t <= now) {
+            let silent = self.liveness.silent_for(now);
+            self.end(EndReason::IdleTimeout(silent));
+            return;
+        }
+        if self.closing.echo_due.is_some_and(|t| t <= now) {
+            self.queue_echo();
+        }
+        if let Some(limit) = self.config.message_timeout {
+            if self
+                .message
+                .and_then(|m| m.deadline)
+                .is_some_and(|t| t <= now)
+            {
+                self.fail(Violation::MessageTimeout(limit));
+                return;
+            }
+        }
+        if self.keepalive_active() && self.liveness.ping_due().is_some_and(|t| t <= now) {
+            let payload = self.liveness.next_keepalive(now);
+            self.out.set_ping(payload);
+        }
+    }
+
+    // ----- output: events ------------------------------------------------------------------
+
+    /// The next event, in the order things happened. `Ended` is always the last.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let event = self.events.pop_front()?;
+        if matches!(event, Event::Close(_)) && self.closing.echo_due.is_some() {
+            // The application has now seen every message before the peer's Close, and had the
+            // chance to queue its replies: they go out before the echo.
+            self.queue_echo();
+        }
+        Some(event)
+    }
+
+    // ----- output: bytes -------------------------------------------------------------------
+
+    /// The rest of the frame in flight, committing the next frame (by the ordering rule) if
+    /// none is. Write it, then report how much was written with
+    /// [`advance_transmit`](Self::advance_transmit); until the frame is finished, this keeps
+    /// returning the rest of the same frame.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+        if self.ended {
+            return None;
+        }
+        self.out.poll_transmit()
+    }
+
+    /// Fills `out` with slices of whole frames for one vectored write (the first slice may
+    /// continue a partly written frame), committing frames up to about `max_bytes`. Frames
+    /// committed here keep their order: a later PONG cannot overtake them, so keep `max_bytes`
+    /// modest (a few fragments). Returns the number of slices filled.
+    pub fn transmit_chunks<'a>(&'a mut self, out: &mut [&'a [u8]], max_bytes: usize) -> usize {
+        if self.ended {
+            return 0;
+        }
+        self.out.transmit_chunks(out, max_bytes)
+    }
+
+    /// Reports that `n` bytes of what `poll_transmit`/`transmit_chunks` handed out were
+    /// written. Returns how many frames that completed (each completion is the moment to arm
+    /// the next frame's write deadline).
+    ///
+    /// # Panics
+    /// If `n` exceeds the bytes handed out and not yet reported.
+    pub fn advance_transmit(&mut self, n: usize) -> usize {
+        if n == 0 || self.ended {
+            return 0;
+        }
+        self.stats.bytes_out += n as u64;
+        let done = self.out.advance(n);
+        self.stats.frames_out += done.frames as u64;
+        self.stats.messages_out += done.messages as u64;
+        if self.out.take_writable() {
+            self.events.push_back(Event::Writable);
+        }
+        if done.close {
+            self.closing.ours_written = true;
+            if let Some(err) = self.failed.clone() {
+                self.end(EndReason::ProtocolError(err));
+            } else if self.closing.peers.is_some() {
+                self.finish_handshake();
+            }
+        }
+        done.frames
+    }
+
+    /// True when nothing is waiting to be written.
+    pub fn is_transmit_idle(&self) -> bool {
+        self.ended || self.out.is_idle()
+    }
+
+    // ----- application calls ---------------------------------------------------------------
+
+    fn check_can_send(&mut self, len: usize) -> Result<(), fn(Bytes) -> SendError> {
+        if !self.can_send() {
+            return Err(|payload| SendError::Closing { payload });
+        }
+        if !self.out.has_room(len) {
+            return Err(|payload| SendError::Backpressure {
+                payload,
+                queued: 0,
+                budget: 0,
+            });
+        }
+        Ok(())
+    }
+
+    fn refuse(&self, make: fn(Bytes) -> SendError, payload: Bytes) -> SendError {
+        match make(payload) {
+            SendError::Backpressure { payload, .. } => SendError::Backpressure {
+                payload,
+                queued: self.out.queued_bytes(),
+                budget: self.config.max_outbound_bytes,
+            },
+            other => other,
+        }
+    }
+
+    /// Queues a text message (fragmented if longer than `max_send_fragment`).
+    pub fn send_text(&mut self, text: impl Into<Text>) -> Result<(), SendError> {
+        self.send_data(OpCode::Text, text.into().into_bytes(), None)
+    }
+
+    /// Queues a binary message (fragmented if longer than `max_send_fragment`).
+    pub fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.send_data(OpCode::Binary, data.into(), None)
+    }
+
+    /// Queues a message prepared once for many connections (see [`PreparedMessage`]). On a
+    /// server engine the payload is shared and the header reused; a client engine masks its
+    /// own copy, as it must.
+    pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), SendError> {
+        let (opcode, header, payload) = message.parts();
+        let header = (self.role == Role::Server && payload.len() <= self.config.max_send_fragment)
+            .then_some(header);
+        self.send_data(opcode, payload.clone(), header)
+    }
+
+    fn send_data(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        header: Option<crate::frame::EncodedHeader>,
+    ) -> Result<(), SendError> {
+        if let Err(make) = self.check_can_send(payload.len()) {
+            return Err(self.refuse(make, payload));
+        }
+        self.out.push_data(opcode, payload, header);
+        Ok(())
+    }
+
+    /// Queues a PING (payload at most 125 bytes). It overtakes queued data; a PING not yet
+    /// started is replaced. The matching PONG gives [`Stats::last_rtt`].
+    pub fn ping(&mut self, payload: impl Into<Bytes>) -> Result<(), SendError> {
+        let payload = payload.into();
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong(payload.len()));
+        }
+        if !self.can_send() {
+            return Err(SendError::Closing { payload });
+        }
+        self.liveness.on_ping_sent(payload.clone(), self.now);
+        self.out.set_ping(payload);
+        Ok(())
+    }
+
+    /// Starts the close handshake: queues a Close behind every data message already queued.
+    /// No data can be sent after it. The connection ends when the peer's Close arrives and
+    /// ours is written, or at `close_timeout`. Calling it again does nothing.
+    ///
+    /// If the peer closed first and its Close event has not been taken yet, this Close is the
+    /// answer (with this code instead of the echoed one).
+    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
+        if !close::is_sendable(code) {
+            return Err(SendError::InvalidCloseCode(code));
+        }
+        if reason.len() > MAX_CONTROL_PAYLOAD - 2 {
+            return Err(SendError::ControlTooLong(reason.len() + 2));
+        }
+        if self.ended || self.failed.is_some() || self.closing.ours.is_some() {
+            return Ok(());
+        }
+        let frame = CloseFrame {
+            code,
+            reason: String::from(reason),
+        };
+        self.closing.we_initiated = self.closing.peers.is_none();
+        self.closing.echo_due = None;
+        self.out.set_close(encode_close_body(Some(&frame)));
+        self.closing.ours = Some(frame);
+        self.closing.deadline = Some(self.now + self.config.close_timeout);
+        Ok(())
+    }
+}

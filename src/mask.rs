@@ -1,0 +1,650 @@
+//! Payload masking (RFC 6455 section 5.3).
+//!
+//! Every byte a client sends and every byte a server receives passes through here once, so this
+//! is the crate's hottest per-byte code. Masking is a plain XOR with a repeating 4-byte key; the
+//! work is in doing it wide (SIMD where the CPU has it) without making the tiny payloads that
+//! dominate real traffic pay for the machinery.
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// Below this length the SIMD paths are skipped entirely: no feature detection, no alignment,
+/// just u64 words. One AVX2 vector is 32 bytes, so shorter buffers could not use it anyway.
+const SIMD_MIN: usize = 32;
+
+/// XOR `buf` in place with the repeating 4-byte `key`, key byte 0 applying to `buf[0]`.
+///
+/// Masking and unmasking are the same operation, so this serves both the client's send path and
+/// the server's receive path. To mask a payload that arrives in pieces, pass
+/// [`rotate_key`]`(key, bytes_already_masked)` for each later piece.
+#[inline]
+pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
+    if buf.len() < SIMD_MIN {
+        mask_words(buf, key);
+    } else {
+        // SAFETY: `best_path` only returns paths whose instructions this CPU has.
+        unsafe { mask_with(best_path(), buf, key) }
+    }
+}
+
+/// The plain byte-at-a-time reference the fast path is tested against.
+///
+/// Kept deliberately naive so that it is obviously RFC 6455's
+/// `transformed[i] = original[i] ^ key[i % 4]`.
+pub fn apply_mask_reference(buf: &mut [u8], key: [u8; 4]) {
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte ^= key[i % 4];
+    }
+}
+
+/// `dst[i] = src[i] ^ key[i % 4]`: fused copy-and-mask for the client role's send path (one
+/// pass, no separate memcpy).
+///
+/// # Panics
+///
+/// Panics if `dst` and `src` differ in length: a silent partial copy would put a frame on the
+/// wire whose payload disagrees with its header's length.
+#[inline]
+pub fn copy_masked(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
+    assert_eq!(
+        dst.len(),
+        src.len(),
+        "copy_masked: destination and source lengths differ"
+    );
+    if src.len() < SIMD_MIN {
+        copy_words(dst, src, key);
+    } else {
+        // SAFETY: `best_path` only returns paths whose instructions this CPU has.
+        unsafe { copy_with(best_path(), dst, src, key) }
+    }
+}
+
+/// The key to use for the rest of a payload once `offset` bytes of it were already masked (key
+/// rotated left by `offset % 4`).
+///
+/// Lets a payload be masked in pieces of any size (as it arrives from the socket, or as it is
+/// split across buffers) with the same result as masking it whole.
+#[inline]
+pub fn rotate_key(key: [u8; 4], offset: usize) -> [u8; 4] {
+    // Read as little-endian, key[0] is the low byte, so moving key[n] to the front is a right
+    // rotation by n bytes; fixing the byte order keeps this independent of the target's.
+    let shift = 8 * (offset % 4) as u32;
+    u32::from_le_bytes(key).rotate_right(shift).to_le_bytes()
+}
+
+/// One way of masking. Exposed only so that tests can run every path this CPU supports, not
+/// just the one [`apply_mask`] would pick (a machine with AVX2 must still check SSE2).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskPath {
+    /// Portable u64 words; what targets without a SIMD path use.
+    Words,
+    /// 16-byte SSE2 vectors, baseline on every x86_64 CPU.
+    #[cfg(target_arch = "x86_64")]
+    Sse2,
+    /// 32-byte AVX2 vectors, when the CPU has them.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// 16-byte NEON vectors.
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    Neon,
+}
+
+impl MaskPath {
+    /// Every path compiled into this build, whether or not this CPU can run it.
+    pub const ALL: &'static [MaskPath] = &[
+        MaskPath::Words,
+        #[cfg(target_arch = "x86_64")]
+        MaskPath::Sse2,
+        #[cfg(target_arch = "x86_64")]
+        MaskPath::Avx2,
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        MaskPath::Neon,
+    ];
+
+    /// Whether this CPU can run the path.
+    pub fn is_available(self) -> bool {
+        match self {
+            MaskPath::Words => true,
+            #[cfg(target_arch = "x86_64")]
+            MaskPath::Sse2 => true,
+            #[cfg(target_arch = "x86_64")]
+            MaskPath::Avx2 => has_avx2(),
+            #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+            MaskPath::Neon => true,
+        }
+    }
+
+    /// The vector width, to which the bulk of a buffer is aligned.
+    fn align(self) -> usize {
+        match self {
+            MaskPath::Words => 8,
+            #[cfg(target_arch = "x86_64")]
+            MaskPath::Sse2 => 16,
+            #[cfg(target_arch = "x86_64")]
+            MaskPath::Avx2 => 32,
+            #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+            MaskPath::Neon => 16,
+        }
+    }
+}
+
+/// [`apply_mask`] forced onto `path`, whatever the length. For tests.
+///
+/// # Panics
+///
+/// Panics if this CPU cannot run `path` (see [`MaskPath::is_available`]).
+#[doc(hidden)]
+pub fn apply_mask_via(path: MaskPath, buf: &mut [u8], key: [u8; 4]) {
+    assert!(path.is_available(), "{path:?} is not available on this CPU");
+    // SAFETY: checked just above.
+    unsafe { mask_with(path, buf, key) }
+}
+
+/// [`copy_masked`] forced onto `path`, whatever the length. For tests.
+///
+/// # Panics
+///
+/// Panics if this CPU cannot run `path`, or if the lengths differ.
+#[doc(hidden)]
+pub fn copy_masked_via(path: MaskPath, dst: &mut [u8], src: &[u8], key: [u8; 4]) {
+    assert!(path.is_available(), "{path:?} is not available on this CPU");
+    assert_eq!(
+        dst.len(),
+        src.len(),
+        "copy_masked: destination and source lengths differ"
+    );
+    // SAFETY: checked just above.
+    unsafe { copy_with(path, dst, src, key) }
+}
+
+/// The widest path this CPU has.
+#[inline]
+fn best_path() -> MaskPath {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            MaskPath::Avx2
+        } else {
+            MaskPath::Sse2
+        }
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        MaskPath::Neon
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_feature = "neon")
+    )))]
+    {
+        MaskPath::Words
+    }
+}
+
+/// What runtime detection found: 0 not asked yet, 1 no AVX2, 2 AVX2. Cached here so that each
+/// call pays one relaxed load rather than going through `std_detect`'s cache and bit tests.
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+static AVX2_STATE: AtomicU8 = AtomicU8::new(0);
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx2() -> bool {
+    if cfg!(target_feature = "avx2") {
+        // Built for AVX2 CPUs (`-C target-cpu=...`): no need to ask.
+        return true;
+    }
+    #[cfg(feature = "std")]
+    {
+        match AVX2_STATE.load(Ordering::Relaxed) {
+            2 => true,
+            1 => false,
+            _ => detect_avx2(),
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        // Runtime detection lives in std; without it, only what the build targets counts.
+        false
+    }
+}
+
+/// Kept out of line so the cached check in [`has_avx2`] stays a load and a compare.
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+#[cold]
+#[inline(never)]
+fn detect_avx2() -> bool {
+    let yes = std::is_x86_feature_detected!("avx2");
+    // Racing threads all compute the same answer, so a relaxed store is enough.
+    AVX2_STATE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+    yes
+}
+
+/// The number of leading bytes to peel off so that the rest starts on an `align` boundary.
+/// Vector stores that straddle cache lines cost extra, and a misaligned payload (it follows a
+/// 2 to 14 byte frame header) would make every other 32-byte store straddle one.
+#[inline]
+fn head_len(ptr: *const u8, len: usize, align: usize) -> usize {
+    ptr.align_offset(align).min(len)
+}
+
+/// Masks `buf` using `path` for its bulk.
+///
+/// # Safety
+///
+/// `path.is_available()` must be true.
+#[inline]
+unsafe fn mask_with(path: MaskPath, buf: &mut [u8], key: [u8; 4]) {
+    let (head, body) = buf.split_at_mut(head_len(buf.as_ptr(), buf.len(), path.align()));
+    mask_words(head, key);
+    let key = rotate_key(key, head.len());
+    let len = body.len();
+    let ptr = body.as_mut_ptr();
+    let done = match path {
+        MaskPath::Words => 0,
+        // SAFETY: `ptr` is valid for reads and writes of `len` bytes, and source and
+        // destination are the same place, which the kernels allow.
+        #[cfg(target_arch = "x86_64")]
+        MaskPath::Sse2 => unsafe { xor_sse2(ptr, ptr, len, key) },
+        // SAFETY: as for SSE2; and the caller promised this CPU has AVX2.
+        #[cfg(target_arch = "x86_64")]
+        MaskPath::Avx2 => unsafe { xor_avx2(ptr, ptr, len, key) },
+        // SAFETY: as for SSE2.
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        MaskPath::Neon => unsafe { xor_neon(ptr, ptr, len, key) },
+    };
+    // Kernels work in whole multiples of 16 bytes, so the key phase is unchanged for the tail.
+    mask_words(&mut body[done..], key);
+}
+
+/// Copies `src` masked into `dst` using `path` for its bulk.
+///
+/// # Safety
+///
+/// `path.is_available()` must be true. `dst.len() == src.len()`.
+#[inline]
+unsafe fn copy_with(path: MaskPath, dst: &mut [u8], src: &[u8], key: [u8; 4]) {
+    // Align the stores: a store crossing a cache line costs more than a load crossing one.
+    let h = head_len(dst.as_ptr(), dst.len(), path.align());
+    let (dst_head, dst) = dst.split_at_mut(h);
+    let (src_head, src) = src.split_at(h);
+    copy_words(dst_head, src_head, key);
+    let key = rotate_key(key, h);
+    let len = dst.len();
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let done = match path {
+        MaskPath::Words => 0,
+        // SAFETY: `s` is valid for reads and `d` for writes of `len` bytes (the caller promised
+        // equal lengths), and a `&[u8]` and a `&mut [u8]` cannot overlap.
+        #[cfg(target_arch = "x86_64")]
+        MaskPath::Sse2 => unsafe { xor_sse2(s, d, len, key) },
+        // SAFETY: as for SSE2; and the caller promised this CPU has AVX2.
+        #[cfg(target_arch = "x86_64")]
+        MaskPath::Avx2 => unsafe { xor_avx2(s, d, len, key) },
+        // SAFETY: as for SSE2.
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        MaskPath::Neon => unsafe { xor_neon(s, d, len, key) },
+    };
+    copy_words(&mut dst[done..], &src[done..], key);
+}
+
+/// The key repeated to fill a u64. Native byte order on both sides, so the bytes land in memory
+/// order whatever the target's endianness.
+#[inline(always)]
+fn key64(key: [u8; 4]) -> u64 {
+    u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ])
+}
+
+/// The portable path, and the head and tail of the SIMD ones: u64 words, then at most one u32
+/// and three single bytes. Every step is a multiple of 4 bytes, so the key never needs turning.
+#[inline]
+fn mask_words(buf: &mut [u8], key: [u8; 4]) {
+    let k64 = key64(key);
+    let mut words = buf.chunks_exact_mut(8);
+    for word in &mut words {
+        let v = u64::from_ne_bytes([
+            word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+        ]);
+        word.copy_from_slice(&(v ^ k64).to_ne_bytes());
+    }
+    let mut rest = words.into_remainder();
+    if rest.len() >= 4 {
+        let (word, tail) = rest.split_at_mut(4);
+        let v = u32::from_ne_bytes([word[0], word[1], word[2], word[3]]);
+        word.copy_from_slice(&(v ^ u32::from_ne_bytes(key)).to_ne_bytes());
+        rest = tail;
+    }
+    for (byte, k) in rest.iter_mut().zip(key) {
+        *byte ^= k;
+    }
+}
+
+/// [`mask_words`] fused with the copy. `dst.len() == src.len()`.
+#[inline]
+fn copy_words(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
+    let k64 = key64(key);
+    let mut dst_words = dst.chunks_exact_mut(8);
+    let mut src_words = src.chunks_exact(8);
+    for (d, s) in (&mut dst_words).zip(&mut src_words) {
+        let v = u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
+        d.copy_from_slice(&(v ^ k64).to_ne_bytes());
+    }
+    let mut dst = dst_words.into_remainder();
+    let mut src = src_words.remainder();
+    if src.len() >= 4 {
+        let (d, dst_tail) = dst.split_at_mut(4);
+        let (s, src_tail) = src.split_at(4);
+        let v = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
+        d.copy_from_slice(&(v ^ u32::from_ne_bytes(key)).to_ne_bytes());
+        dst = dst_tail;
+        src = src_tail;
+    }
+    for ((d, s), k) in dst.iter_mut().zip(src).zip(key) {
+        *d = s ^ k;
+    }
+}
+
+/// SSE2 bulk: 64 bytes per iteration, then single 16-byte vectors. Returns how many leading
+/// bytes it did (a multiple of 16); the caller finishes the rest.
+///
+/// # Safety
+///
+/// `src` must be valid for reads and `dst` for writes of `len` bytes, and the two ranges must be
+/// either identical (in-place masking) or disjoint.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn xor_sse2(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) -> usize {
+    use core::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
+    };
+    // set1_epi32 stores its lanes in memory order (x86_64 is little-endian), so the vector's
+    // bytes are the key repeated.
+    // SAFETY: SSE2 is part of the x86_64 baseline, so every x86_64 CPU has it.
+    let k = unsafe { _mm_set1_epi32(i32::from_ne_bytes(key)) };
+    let mut i = 0;
+    while len - i >= 64 {
+        // SAFETY: bytes i..i + 64 are inside both ranges (the loop condition); loadu and storeu
+        // accept any alignment. All four loads happen before any store, and each store writes
+        // exactly where its load read, so in-place use sees only original bytes.
+        unsafe {
+            let s = src.add(i).cast::<__m128i>();
+            let d = dst.add(i).cast::<__m128i>();
+            let a = _mm_loadu_si128(s);
+            let b = _mm_loadu_si128(s.add(1));
+            let c = _mm_loadu_si128(s.add(2));
+            let e = _mm_loadu_si128(s.add(3));
+            _mm_storeu_si128(d, _mm_xor_si128(a, k));
+            _mm_storeu_si128(d.add(1), _mm_xor_si128(b, k));
+            _mm_storeu_si128(d.add(2), _mm_xor_si128(c, k));
+            _mm_storeu_si128(d.add(3), _mm_xor_si128(e, k));
+        }
+        i += 64;
+    }
+    while len - i >= 16 {
+        // SAFETY: bytes i..i + 16 are inside both ranges; loadu and storeu accept any alignment.
+        unsafe {
+            let v = _mm_loadu_si128(src.add(i).cast::<__m128i>());
+            _mm_storeu_si128(dst.add(i).cast::<__m128i>(), _mm_xor_si128(v, k));
+        }
+        i += 16;
+    }
+    i
+}
+
+/// AVX2 bulk: 128 bytes per iteration, then single 32-byte vectors, then at most one 16-byte
+/// vector. Returns how many leading bytes it did (a multiple of 16); the caller finishes the
+/// rest.
+///
+/// # Safety
+///
+/// The CPU must have AVX2. `src` must be valid for reads and `dst` for writes of `len` bytes,
+/// and the two ranges must be either identical (in-place masking) or disjoint.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn xor_avx2(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) -> usize {
+    use core::arch::x86_64::{
+        __m128i, __m256i, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_storeu_si256,
+        _mm256_xor_si256, _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
+    };
+    // As in `xor_sse2`: lanes land in memory order, so the vector is the key repeated.
+    let k = _mm256_set1_epi32(i32::from_ne_bytes(key));
+    let mut i = 0;
+    while len - i >= 128 {
+        // SAFETY: bytes i..i + 128 are inside both ranges (the loop condition); loadu and
+        // storeu accept any alignment; AVX2 is present (the caller's promise). All four loads
+        // happen before any store, and each store writes exactly where its load read, so
+        // in-place use sees only original bytes.
+        unsafe {
+            let s = src.add(i).cast::<__m256i>();
+            let d = dst.add(i).cast::<__m256i>();
+            let a = _mm256_loadu_si256(s);
+            let b = _mm256_loadu_si256(s.add(1));
+            let c = _mm256_loadu_si256(s.add(2));
+            let e = _mm256_loadu_si256(s.add(3));
+            _mm256_storeu_si256(d, _mm256_xor_si256(a, k));
+            _mm256_storeu_si256(d.add(1), _mm256_xor_si256(b, k));
+            _mm256_storeu_si256(d.add(2), _mm256_xor_si256(c, k));
+            _mm256_storeu_si256(d.add(3), _mm256_xor_si256(e, k));
+        }
+        i += 128;
+    }
+    while len - i >= 32 {
+        // SAFETY: bytes i..i + 32 are inside both ranges; loadu and storeu accept any
+        // alignment; AVX2 is present.
+        unsafe {
+            let v = _mm256_loadu_si256(src.add(i).cast::<__m256i>());
+            _mm256_storeu_si256(dst.add(i).cast::<__m256i>(), _mm256_xor_si256(v, k));
+        }
+        i += 32;
+    }
+    if len - i >= 16 {
+        // SAFETY: bytes i..i + 16 are inside both ranges; loadu and storeu accept any
+        // alignment; SSE2 is part of x86_64.
+        unsafe {
+            let k = _mm_set1_epi32(i32::from_ne_bytes(key));
+            let v = _mm_loadu_si128(src.add(i).cast::<__m128i>());
+            _mm_storeu_si128(dst.add(i).cast::<__m128i>(), _mm_xor_si128(v, k));
+        }
+        i += 16;
+    }
+    i
+}
+
+/// NEON bulk: 64 bytes per iteration, then single 16-byte vectors. Returns how many leading
+/// bytes it did (a multiple of 16); the caller finishes the rest.
+///
+/// # Safety
+///
+/// `src` must be valid for reads and `dst` for writes of `len` bytes, and the two ranges must be
+/// either identical (in-place masking) or disjoint.
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+#[inline]
+unsafe fn xor_neon(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) -> usize {
+    use core::arch::aarch64::{veorq_u8, vld1q_u8, vst1q_u8};
+    // Built from a byte array rather than a u32 splat so that big-endian aarch64 gets the same
+    // memory order.
+    let pattern: [u8; 16] = core::array::from_fn(|i| key[i % 4]);
+    // SAFETY: `pattern` is 16 readable bytes; vld1q_u8 has no alignment requirement beyond u8.
+    let k = unsafe { vld1q_u8(pattern.as_ptr()) };
+    let mut i = 0;
+    while len - i >= 64 {
+        // SAFETY: bytes i..i + 64 are inside both ranges (the loop condition); vld1q/vst1q need
+        // only byte alignment. All four loads happen before any store, and each store writes
+        // exactly where its load read, so in-place use sees only original bytes.
+        unsafe {
+            let a = vld1q_u8(src.add(i));
+            let b = vld1q_u8(src.add(i + 16));
+            let c = vld1q_u8(src.add(i + 32));
+            let e = vld1q_u8(src.add(i + 48));
+            vst1q_u8(dst.add(i), veorq_u8(a, k));
+            vst1q_u8(dst.add(i + 16), veorq_u8(b, k));
+            vst1q_u8(dst.add(i + 32), veorq_u8(c, k));
+            vst1q_u8(dst.add(i + 48), veorq_u8(e, k));
+        }
+        i += 64;
+    }
+    while len - i >= 16 {
+        // SAFETY: bytes i..i + 16 are inside both ranges; vld1q/vst1q need only byte alignment.
+        unsafe {
+            let v = vld1q_u8(src.add(i));
+            vst1q_u8(dst.add(i), veorq_u8(v, k));
+        }
+        i += 16;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// Deterministic, non-repeating-looking bytes so that a wrong key phase cannot hide.
+    fn data(len: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn available() -> Vec<MaskPath> {
+        MaskPath::ALL
+            .iter()
+            .copied()
+            .filter(|p| p.is_available())
+            .collect()
+    }
+
+    #[test]
+    fn rfc_6455_example() {
+        // Section 5.7: a masked "Hello" from client to server.
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let mut buf = *b"Hello";
+        apply_mask(&mut buf, key);
+        assert_eq!(buf, [0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+        apply_mask(&mut buf, key);
+        assert_eq!(&buf, b"Hello");
+    }
+
+    #[test]
+    fn rotate_key_examples() {
+        let key = [1, 2, 3, 4];
+        assert_eq!(rotate_key(key, 0), [1, 2, 3, 4]);
+        assert_eq!(rotate_key(key, 1), [2, 3, 4, 1]);
+        assert_eq!(rotate_key(key, 2), [3, 4, 1, 2]);
+        assert_eq!(rotate_key(key, 3), [4, 1, 2, 3]);
+        assert_eq!(rotate_key(key, 4), key);
+        assert_eq!(rotate_key(key, 4001), [2, 3, 4, 1]);
+        assert_eq!(rotate_key(key, usize::MAX), [4, 1, 2, 3]);
+    }
+
+    #[test]
+    fn every_path_matches_reference_at_every_length_and_alignment() {
+        let key = [0x9e, 0x37, 0x79, 0xb9];
+        let paths = available();
+        for len in 0..=300 {
+            let original = data(len + 64, len as u32);
+            for offset in 0..64 {
+                let mut expected = original.clone();
+                apply_mask_reference(&mut expected[offset..offset + len], key);
+                for &path in &paths {
+                    let mut got = original.clone();
+                    apply_mask_via(path, &mut got[offset..offset + len], key);
+                    assert_eq!(got, expected, "{path:?} len {len} offset {offset}");
+                }
+                let mut got = original.clone();
+                apply_mask(&mut got[offset..offset + len], key);
+                assert_eq!(got, expected, "apply_mask len {len} offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_path_copies_at_every_length_and_alignment() {
+        let key = [0xde, 0xad, 0xbe, 0xef];
+        let paths = available();
+        for len in 0..=300 {
+            let src_buf = data(len + 64, !(len as u32));
+            for offset in 0..64 {
+                // Misalign source and destination differently, so the kernels see loads and
+                // stores at unrelated alignments.
+                let src = &src_buf[(offset * 7) % 64..][..len];
+                let mut expected = Vec::from(src);
+                apply_mask_reference(&mut expected, key);
+                for &path in &paths {
+                    let mut dst_buf = data(len + 64, 7);
+                    let before = dst_buf.clone();
+                    copy_masked_via(path, &mut dst_buf[offset..offset + len], src, key);
+                    assert_eq!(&dst_buf[offset..offset + len], &expected[..], "{path:?}");
+                    assert_eq!(dst_buf[..offset], before[..offset], "{path:?} wrote before");
+                    assert_eq!(
+                        dst_buf[offset + len..],
+                        before[offset + len..],
+                        "{path:?} wrote after"
+                    );
+                }
+                let mut dst = data(len, 9);
+                copy_masked(&mut dst, src, key);
+                assert_eq!(dst, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn large_buffers_on_every_path() {
+        let paths = available();
+        for (i, &len) in [4096usize, 65_536, 65_536 + 13, 1 << 20].iter().enumerate() {
+            let key = [i as u8, 0x55, 0xaa, 0xff];
+            let original = data(len + 3, len as u32);
+            let mut expected = original.clone();
+            apply_mask_reference(&mut expected[3..], key);
+            for &path in &paths {
+                let mut got = original.clone();
+                apply_mask_via(path, &mut got[3..], key);
+                assert!(got == expected, "{path:?} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn sse2_and_words_are_always_available() {
+        assert!(MaskPath::Words.is_available());
+        #[cfg(target_arch = "x86_64")]
+        assert!(MaskPath::Sse2.is_available());
+    }
+
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    #[test]
+    fn avx2_detection_is_cached_and_agrees_with_std() {
+        let detected = std::is_x86_feature_detected!("avx2");
+        assert_eq!(has_avx2(), detected || cfg!(target_feature = "avx2"));
+        if !cfg!(target_feature = "avx2") {
+            assert_eq!(
+                AVX2_STATE.load(Ordering::Relaxed),
+                if detected { 2 } else { 1 }
+            );
+        }
+        assert_eq!(has_avx2(), MaskPath::Avx2.is_available());
+    }
+
+    #[test]
+    #[should_panic(expected = "lengths differ")]
+    fn copy_masked_rejects_mismatched_lengths() {
+        let mut dst = [0u8; 40];
+        copy_masked(&mut dst, &[0u8; 41], [1, 2, 3, 4]);
+    }
+
+    #[test]
+    #[should_panic(expected = "lengths differ")]
+    fn copy_masked_rejects_mismatched_short_lengths() {
+        let mut dst = [0u8; 3];
+        copy_masked(&mut dst, &[0u8; 2], [1, 2, 3, 4]);
+    }
+}
