@@ -190,6 +190,11 @@ impl Connection {
         self.out.queued_bytes()
     }
 
+    /// Bytes of receive buffer the engine holds (for memory accounting per connection).
+    pub fn receive_buffer_capacity(&self) -> usize {
+        self.inbuf.capacity() + self.assembly.capacity()
+    }
+
     /// True once the `Ended` event has been produced.
     pub fn is_ended(&self) -> bool {
         self.ended

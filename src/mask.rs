@@ -20,7 +20,7 @@ const SIMD_MIN: usize = 32;
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
     if buf.len() < SIMD_MIN {
-        mask_words(buf, key);
+        mask_short(buf, key);
     } else {
         // SAFETY: `best_path` only returns paths whose instructions this CPU has.
         unsafe { mask_with(best_path(), buf, key) }
@@ -52,7 +52,7 @@ pub fn copy_masked(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
         "copy_masked: destination and source lengths differ"
     );
     if src.len() < SIMD_MIN {
-        copy_words(dst, src, key);
+        copy_short(dst, src, key);
     } else {
         // SAFETY: `best_path` only returns paths whose instructions this CPU has.
         unsafe { copy_with(best_path(), dst, src, key) }
@@ -236,7 +236,7 @@ fn head_len(ptr: *const u8, len: usize, align: usize) -> usize {
 #[inline]
 unsafe fn mask_with(path: MaskPath, buf: &mut [u8], key: [u8; 4]) {
     let (head, body) = buf.split_at_mut(head_len(buf.as_ptr(), buf.len(), path.align()));
-    mask_words(head, key);
+    mask_short(head, key);
     let key = rotate_key(key, head.len());
     let len = body.len();
     let ptr = body.as_mut_ptr();
@@ -268,7 +268,7 @@ unsafe fn copy_with(path: MaskPath, dst: &mut [u8], src: &[u8], key: [u8; 4]) {
     let h = head_len(dst.as_ptr(), dst.len(), path.align());
     let (dst_head, dst) = dst.split_at_mut(h);
     let (src_head, src) = src.split_at(h);
-    copy_words(dst_head, src_head, key);
+    copy_short(dst_head, src_head, key);
     let key = rotate_key(key, h);
     let len = dst.len();
     let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
@@ -297,28 +297,32 @@ fn key64(key: [u8; 4]) -> u64 {
     ])
 }
 
-/// The portable path, and the head and tail of the SIMD ones: u64 words, then at most one u32
-/// and three single bytes. Every step is a multiple of 4 bytes, so the key never needs turning.
+/// XORs one 8-byte word. Native byte order both ways, so no byte ever moves.
+#[inline(always)]
+fn xor_word(word: &mut [u8], k64: u64) {
+    let v = u64::from_ne_bytes([
+        word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+    ]);
+    word.copy_from_slice(&(v ^ k64).to_ne_bytes());
+}
+
+/// [`xor_word`] fused with the copy.
+#[inline(always)]
+fn copy_word(dst: &mut [u8], src: &[u8], k64: u64) {
+    let v = u64::from_ne_bytes([src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7]]);
+    dst.copy_from_slice(&(v ^ k64).to_ne_bytes());
+}
+
+/// The portable path: u64 words, then the under-8-byte rest.
 #[inline]
 fn mask_words(buf: &mut [u8], key: [u8; 4]) {
     let k64 = key64(key);
     let mut words = buf.chunks_exact_mut(8);
     for word in &mut words {
-        let v = u64::from_ne_bytes([
-            word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
-        ]);
-        word.copy_from_slice(&(v ^ k64).to_ne_bytes());
+        xor_word(word, k64);
     }
-    let mut rest = words.into_remainder();
-    if rest.len() >= 4 {
-        let (word, tail) = rest.split_at_mut(4);
-        let v = u32::from_ne_bytes([word[0], word[1], word[2], word[3]]);
-        word.copy_from_slice(&(v ^ u32::from_ne_bytes(key)).to_ne_bytes());
-        rest = tail;
-    }
-    for (byte, k) in rest.iter_mut().zip(key) {
-        *byte ^= k;
-    }
+    // Each word is a whole number of keys, so the rest starts at key phase 0.
+    mask_short(words.into_remainder(), key);
 }
 
 /// [`mask_words`] fused with the copy. `dst.len() == src.len()`.
@@ -328,18 +332,75 @@ fn copy_words(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
     let mut dst_words = dst.chunks_exact_mut(8);
     let mut src_words = src.chunks_exact(8);
     for (d, s) in (&mut dst_words).zip(&mut src_words) {
-        let v = u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
-        d.copy_from_slice(&(v ^ k64).to_ne_bytes());
+        copy_word(d, s, k64);
     }
-    let mut dst = dst_words.into_remainder();
-    let mut src = src_words.remainder();
+    copy_short(dst_words.into_remainder(), src_words.remainder(), key);
+}
+
+/// Buffers under 32 bytes (the headline small payloads, and the heads and tails of the SIMD
+/// paths) as a fixed ladder of 16, 8, 4, 2, 1-byte steps: a handful of predictable branches
+/// and no loop. Every step but the last is a whole number of keys, so only that one needs a
+/// key phase.
+#[inline(always)]
+fn mask_short(buf: &mut [u8], key: [u8; 4]) {
+    debug_assert!(buf.len() < 32);
+    let k64 = key64(key);
+    let mut rest = buf;
+    if rest.len() >= 16 {
+        let (pair, tail) = rest.split_at_mut(16);
+        let (a, b) = pair.split_at_mut(8);
+        xor_word(a, k64);
+        xor_word(b, k64);
+        rest = tail;
+    }
+    if rest.len() >= 8 {
+        let (word, tail) = rest.split_at_mut(8);
+        xor_word(word, k64);
+        rest = tail;
+    }
+    if rest.len() >= 4 {
+        let (word, tail) = rest.split_at_mut(4);
+        let v = u32::from_ne_bytes([word[0], word[1], word[2], word[3]]);
+        word.copy_from_slice(&(v ^ u32::from_ne_bytes(key)).to_ne_bytes());
+        rest = tail;
+    }
+    if rest.len() >= 2 {
+        let (pair, tail) = rest.split_at_mut(2);
+        let v = u16::from_ne_bytes([pair[0], pair[1]]);
+        pair.copy_from_slice(&(v ^ u16::from_ne_bytes([key[0], key[1]])).to_ne_bytes());
+        if let Some(last) = tail.first_mut() {
+            *last ^= key[2];
+        }
+    } else if let Some(last) = rest.first_mut() {
+        *last ^= key[0];
+    }
+}
+
+/// [`mask_short`] fused with the copy. `dst.len() == src.len()`.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
+    debug_assert!(dst.len() == src.len() && src.len() < 32);
+    let k64 = key64(key);
+    let (mut dst, mut src) = (dst, src);
+    if src.len() >= 16 {
+        let (d, dst_tail) = dst.split_at_mut(16);
+        let (s, src_tail) = src.split_at(16);
+        copy_word(&mut d[..8], &s[..8], k64);
+        copy_word(&mut d[8..], &s[8..], k64);
+        (dst, src) = (dst_tail, src_tail);
+    }
+    if src.len() >= 8 {
+        let (d, dst_tail) = dst.split_at_mut(8);
+        let (s, src_tail) = src.split_at(8);
+        copy_word(d, s, k64);
+        (dst, src) = (dst_tail, src_tail);
+    }
     if src.len() >= 4 {
         let (d, dst_tail) = dst.split_at_mut(4);
         let (s, src_tail) = src.split_at(4);
         let v = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
         d.copy_from_slice(&(v ^ u32::from_ne_bytes(key)).to_ne_bytes());
-        dst = dst_tail;
-        src = src_tail;
+        (dst, src) = (dst_tail, src_tail);
     }
     for ((d, s), k) in dst.iter_mut().zip(src).zip(key) {
         *d = s ^ k;

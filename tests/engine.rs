@@ -1,0 +1,362 @@
+//! Engine behaviour over simulated links and virtual time: keepalive, dead peers, the close
+//! handshake and its timeout, ordering at close, backpressure, fan-out, streaming.
+
+mod sim;
+
+use bytes::Bytes;
+use core::time::Duration;
+use sim::*;
+use wsframe::{
+    Config, Connection, Delivery, EndReason, Event, Instant, PreparedMessage, SendError, Unsent,
+};
+
+fn quiet() -> Config {
+    Config {
+        ping_interval: None,
+        idle_timeout: None,
+        ..Config::default()
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Text(t) => Some(t.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn keepalive_keeps_a_healthy_link_up_and_measures_rtt() {
+    let mut pair = Pair::new(quiet(), quiet().with_keepalive(ms(100)));
+    pair.run_for(Duration::from_secs(5));
+    assert!(ended(&pair.server.events).is_none(), "{:?}", pair.server.events);
+    let pings = pair.client.events.iter().filter(|e| matches!(e, Event::Ping(_))).count();
+    // One PING per interval of silence: 5 s / 100 ms.
+    assert_eq!(pings, 50);
+    // In-memory links answer at once, in virtual time, so the round trip is zero; what
+    // matters is that it was measured from a matching PONG.
+    assert_eq!(pair.server.conn.stats().last_rtt, Some(Duration::ZERO));
+}
+
+#[test]
+fn dead_peer_is_declared_at_the_idle_timeout_not_before() {
+    let mut pair = Pair::new(quiet(), quiet().with_keepalive(ms(100)));
+    pair.run_for(ms(1000));
+    let last_heard = pair.now;
+    // Half-open: the client's bytes no longer arrive, though the server's writes "succeed".
+    pair.client_to_server = false;
+    pair.run_until(last_heard + ms(299));
+    assert!(ended(&pair.server.events).is_none(), "declared dead early");
+    pair.run_until(last_heard + ms(300));
+    let end = ended(&pair.server.events).expect("declared dead at 3 x interval");
+    assert_eq!(end.reason, EndReason::IdleTimeout(ms(300)));
+    assert_eq!(end.to_string(), "idle timeout (nothing received for 300ms)");
+    // Two keepalive PINGs went unanswered before that.
+    let frames = parse_stream(&pair.server.wrote).unwrap();
+    let pings_after = frames.iter().filter(|f| f.opcode == 9).count();
+    assert!(pings_after >= 12, "{pings_after}");
+}
+
+#[test]
+fn any_inbound_frame_is_proof_of_life() {
+    let mut server = Connection::server(quiet().with_keepalive(ms(100)), Instant::ZERO);
+    for t in (50..=1000).step_by(50) {
+        let now = Instant::from_millis(t);
+        server.handle_timeout(now);
+        server.receive(now, &client_frame(true, 2, b"data")).unwrap();
+    }
+    server.handle_timeout(Instant::from_millis(1000));
+    assert!(!drain_events(&mut server).iter().any(|e| matches!(e, Event::Ended(_))));
+    // Data every 50 ms means no keepalive PING was needed.
+    let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
+    assert!(frames.iter().all(|f| f.opcode != 9), "{frames:?}");
+}
+
+#[test]
+fn close_that_never_comes_ends_at_the_close_timeout() {
+    let config = Config {
+        close_timeout: ms(250),
+        ..quiet()
+    };
+    let mut pair = Pair::new(quiet(), config);
+    pair.client.alive = false; // never reads, never answers
+    pair.server.conn.close(1001, "shutting down").unwrap();
+    pair.run_until(Instant::from_millis(249));
+    assert!(ended(&pair.server.events).is_none());
+    pair.run_until(Instant::from_millis(250));
+    let end = ended(&pair.server.events).expect("ended at the close timeout");
+    assert_eq!(end.reason, EndReason::CloseTimeout);
+    assert_eq!(pair.server.conn.poll_timeout(), None);
+    assert!(pair.server.conn.poll_transmit().is_none());
+}
+
+#[test]
+fn clean_close_initiated_by_either_side() {
+    let mut pair = Pair::new(quiet(), quiet());
+    pair.client.conn.close(1000, "bye").unwrap();
+    pair.pump();
+    let server_end = ended(&pair.server.events).unwrap();
+    let client_end = ended(&pair.client.events).unwrap();
+    assert_eq!(
+        server_end.reason,
+        EndReason::ClosedByPeer(Some(wsframe::CloseFrame { code: 1000, reason: "bye".into() }))
+    );
+    assert!(matches!(&client_end.reason, EndReason::ClosedLocally { sent, reply: Some(r) }
+        if sent.code == 1000 && r.code == 1000));
+    assert!(server_end.is_clean() && client_end.is_clean());
+    assert!(server_end.to_string().starts_with("closed 1000"));
+    // Echo carries the code only (section 5.5.1 permits an empty reason).
+    let frames = parse_stream(&pair.server.wrote).unwrap();
+    assert_eq!(frames.last().unwrap().payload, vec![0x03, 0xe8]);
+}
+
+#[test]
+fn data_queued_before_close_goes_out_before_the_close_frame() {
+    let mut pair = Pair::new(quiet(), quiet());
+    for i in 0..50 {
+        pair.server.conn.send_text(format!("m{i}")).unwrap();
+    }
+    pair.server.conn.close(1000, "done").unwrap();
+    assert!(matches!(pair.server.conn.send_text("late"), Err(SendError::Closing { .. })));
+    pair.pump();
+    let got = texts(&pair.client.events);
+    assert_eq!(got, (0..50).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    let close_at = pair.client.events.iter().position(|e| matches!(e, Event::Close(_))).unwrap();
+    let last_text = pair.client.events.iter().rposition(|e| matches!(e, Event::Text(_))).unwrap();
+    assert!(last_text < close_at);
+    assert_eq!(ended(&pair.server.events).unwrap().unsent, Unsent::default());
+}
+
+#[test]
+fn replies_to_messages_before_the_peers_close_go_out_before_the_echo() {
+    // A request/response peer writes 100 requests and its Close in one write.
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    let mut wire = Vec::new();
+    for i in 0..100 {
+        wire.extend(client_frame(true, 1, format!("req {i}").as_bytes()));
+    }
+    wire.extend(client_frame(true, 8, &[0x03, 0xe8]));
+    server.receive(Instant::ZERO, &wire).unwrap();
+    while let Some(event) = server.poll_event() {
+        if let Event::Text(t) = event {
+            server.send_text(format!("answer to {}", &*t)).unwrap();
+        }
+    }
+    let frames = parse_stream(&drain_transmit(&mut server, 7)).unwrap();
+    assert_eq!(frames.len(), 101);
+    for (i, f) in frames[..100].iter().enumerate() {
+        assert_eq!(f.payload, format!("answer to req {i}").into_bytes());
+    }
+    assert_eq!(frames[100].opcode, 8);
+    let end = ended(&drain_events(&mut server)).cloned().unwrap();
+    assert!(matches!(end.reason, EndReason::ClosedByPeer(Some(ref c)) if c.code == 1000));
+}
+
+#[test]
+fn echo_goes_out_at_the_close_timeout_if_the_application_never_takes_the_close() {
+    let mut server = Connection::server(Config { close_timeout: ms(100), ..quiet() }, Instant::ZERO);
+    server.receive(Instant::ZERO, &client_frame(true, 8, &[0x03, 0xe8])).unwrap();
+    assert!(server.poll_transmit().is_none(), "echo waits for the application");
+    assert_eq!(server.poll_timeout(), Some(Instant::from_millis(100)));
+    server.handle_timeout(Instant::from_millis(100));
+    let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
+    assert_eq!(frames.len(), 1);
+    assert_eq!((frames[0].opcode, &frames[0].payload[..]), (8, &[0x03, 0xe8][..]));
+}
+
+#[test]
+fn abnormal_end_is_reported_without_an_invented_code() {
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    server.send_text("pending").unwrap();
+    server.transport_closed(Instant::from_millis(5));
+    let end = ended(&drain_events(&mut server)).cloned().unwrap();
+    assert!(matches!(end.reason, EndReason::Abnormal(_)));
+    assert!(!end.is_clean());
+    assert_eq!(end.unsent, Unsent { messages: 1, bytes: 7 });
+    assert_eq!(
+        end.to_string(),
+        "abnormal: transport closed without a Close frame; unsent 1 messages (7 bytes)"
+    );
+}
+
+#[test]
+fn backpressure_refuses_and_hands_back_then_signals_writable() {
+    let config = Config {
+        max_outbound_bytes: 1000,
+        outbound_low_water: 300,
+        ..quiet()
+    };
+    let mut server = Connection::server(config, Instant::ZERO);
+    server.send_binary(vec![1u8; 600]).unwrap();
+    server.send_binary(vec![2u8; 400]).unwrap();
+    let refused = server.send_binary(Bytes::from(vec![3u8; 10])).unwrap_err();
+    match &refused {
+        SendError::Backpressure { payload, queued, budget } => {
+            assert_eq!((payload.len(), *queued, *budget), (10, 1000, 1000));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(refused.into_payload().unwrap(), vec![3u8; 10]);
+    assert_eq!(server.queued_bytes(), 1000);
+    // Control replies are never refused by the data budget.
+    server.receive(Instant::ZERO, &client_frame(true, 9, b"still there?")).unwrap();
+    // The PONG overtakes the queued (not yet started) data.
+    let t = server.poll_transmit().unwrap();
+    assert_eq!(t.header, &[0x8a, 12]);
+    let n = t.len();
+    server.advance_transmit(n);
+    assert!(!drain_events(&mut server).contains(&Event::Writable));
+    // Writing the 600-byte message leaves 400 > low water: no signal yet.
+    let n = server.poll_transmit().unwrap().len();
+    server.advance_transmit(n);
+    assert!(!drain_events(&mut server).contains(&Event::Writable));
+    let n = server.poll_transmit().unwrap().len();
+    server.advance_transmit(n);
+    assert!(drain_events(&mut server).contains(&Event::Writable));
+    assert_eq!(server.queued_bytes(), 0);
+}
+
+#[test]
+fn a_ping_flood_costs_one_pong() {
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    let mut wire = Vec::new();
+    for i in 0..10_000u32 {
+        wire.extend(client_frame(true, 9, &i.to_be_bytes()));
+    }
+    server.receive(Instant::ZERO, &wire).unwrap();
+    let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
+    assert_eq!(frames.len(), 1, "only the latest PING is answered (section 5.5.3)");
+    assert_eq!(frames[0].payload, 9_999u32.to_be_bytes());
+}
+
+#[test]
+fn large_messages_are_fragmented_so_a_pong_waits_behind_one_fragment() {
+    let config = Config { max_send_fragment: 1024, ..quiet() };
+    let mut server = Connection::server(config, Instant::ZERO);
+    server.send_binary(vec![7u8; 10 * 1024]).unwrap();
+    // Start the first fragment, write half of it, then a PING arrives.
+    let n = server.poll_transmit().unwrap().len();
+    server.advance_transmit(n / 2);
+    server.receive(Instant::ZERO, &client_frame(true, 9, b"p")).unwrap();
+    let frames = parse_stream(&{
+        let mut out = Vec::new();
+        let t = server.poll_transmit().unwrap();
+        // The rest of the frame in flight comes first, never the PONG.
+        assert!(!t.starts_frame);
+        out.extend(vec![0u8; 0]);
+        drop(t);
+        // Re-assemble what was written so far plus the rest.
+        let mut first = Vec::new();
+        let header = [0x02u8, 0x7e, 0x04, 0x00];
+        first.extend_from_slice(&header);
+        first.extend(vec![7u8; 1024]);
+        out.extend_from_slice(&first[..n / 2]);
+        out.extend(drain_transmit(&mut server, usize::MAX));
+        out
+    })
+    .unwrap();
+    let kinds: Vec<(u8, bool, usize)> =
+        frames.iter().map(|f| (f.opcode, f.fin, f.payload.len())).collect();
+    assert_eq!(kinds[0], (2, false, 1024));
+    assert_eq!(kinds[1], (10, true, 1), "PONG right after the fragment in flight");
+    assert_eq!(kinds[2..].len(), 9);
+    assert!(kinds[2..10].iter().all(|k| *k == (0, false, 1024)));
+    assert_eq!(kinds[10], (0, true, 1024));
+}
+
+#[test]
+fn prepared_messages_share_one_payload_across_connections() {
+    let message = PreparedMessage::text(String::from("tick"));
+    let mut servers: Vec<Connection> =
+        (0..1000).map(|_| Connection::server(quiet(), Instant::ZERO)).collect();
+    for s in &mut servers {
+        s.send_prepared(&message).unwrap();
+    }
+    for s in &mut servers {
+        let t = s.poll_transmit().unwrap();
+        assert_eq!((t.header, t.payload), (&[0x81, 4][..], &b"tick"[..]));
+    }
+    // A client engine masks its own copy, as section 5.3 requires.
+    let mut client = Connection::client(quiet(), counter_random(), Instant::ZERO);
+    client.send_prepared(&message).unwrap();
+    let frames = parse_stream(&drain_transmit(&mut client, usize::MAX)).unwrap();
+    assert!(frames[0].masked);
+    assert_eq!(frames[0].payload, b"tick");
+}
+
+#[test]
+fn streaming_delivery_hands_out_chunks_as_they_arrive() {
+    let config = Config { delivery: Delivery::Streaming, ..quiet() };
+    let mut server = Connection::server(config, Instant::ZERO);
+    let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    let mut wire = client_frame(false, 2, &payload[..60_000]);
+    wire.extend(client_frame(true, 0, &payload[60_000..]));
+    let mut got = Vec::new();
+    let mut markers = Vec::new();
+    for piece in wire.chunks(7000) {
+        server.receive(Instant::ZERO, piece).unwrap();
+        for e in drain_events(&mut server) {
+            let Event::Chunk(c) = e else { panic!("{e:?}") };
+            markers.push((c.first, c.last));
+            got.extend_from_slice(&c.data);
+        }
+    }
+    assert_eq!(got, payload);
+    assert_eq!(markers.first(), Some(&(true, false)));
+    assert_eq!(markers.last(), Some(&(false, true)));
+    assert_eq!(markers.iter().filter(|m| m.0).count(), 1);
+    assert!(markers.len() > 10, "delivered progressively: {}", markers.len());
+}
+
+#[test]
+fn message_timeout_fails_a_slow_fragmented_message_with_1008() {
+    let config = Config { message_timeout: Some(ms(500)), ..quiet() };
+    let mut server = Connection::server(config, Instant::ZERO);
+    server.receive(Instant::ZERO, &client_frame(false, 1, b"part")).unwrap();
+    assert_eq!(server.poll_timeout(), Some(Instant::from_millis(500)));
+    server.handle_timeout(Instant::from_millis(500));
+    let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(&frames[0].payload[..2], &1008u16.to_be_bytes());
+    let end = ended(&drain_events(&mut server)).cloned().unwrap();
+    assert!(end.to_string().starts_with("protocol error 1008: fragmented message not finished"));
+}
+
+#[test]
+fn single_frame_messages_are_not_copied() {
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    let mut wire = client_frame(true, 2, &[9u8; 300]);
+    wire.extend(client_frame(true, 2, &[9u8; 300]));
+    server.receive(Instant::ZERO, &wire).unwrap();
+    let a = match server.poll_event() {
+        Some(Event::Binary(b)) => b,
+        e => panic!("{e:?}"),
+    };
+    let b = match server.poll_event() {
+        Some(Event::Binary(b)) => b,
+        e => panic!("{e:?}"),
+    };
+    // Both messages are views into the one receive buffer, unmasked where they arrived: the
+    // second starts right after the first's payload and the second frame's 8-byte header.
+    assert_eq!(a.as_ptr() as usize + 300 + 8, b.as_ptr() as usize);
+}
+
+#[test]
+fn idle_connection_releases_large_receive_buffers() {
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    let big = client_frame(true, 2, &vec![1u8; 1 << 20]);
+    let (most, last) = big.split_at(big.len() - 1);
+    server.receive(Instant::ZERO, most).unwrap();
+    assert!(server.receive_buffer_capacity() >= (1 << 20) - 1);
+    server.receive(Instant::ZERO, last).unwrap();
+    // The message itself lives on in the event; the engine keeps no large buffer.
+    assert!(server.receive_buffer_capacity() < 64 << 10);
+    drop(drain_events(&mut server));
+}
