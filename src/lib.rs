@@ -85,6 +85,9 @@ mod connection;
 mod error;
 mod event;
 pub mod frame;
+pub mod handshake;
+#[cfg(feature = "std")]
+pub mod io;
 mod keepalive;
 pub mod mask;
 pub mod outbound;

@@ -36,8 +36,17 @@ fn texts(events: &[Event]) -> Vec<String> {
 fn keepalive_keeps_a_healthy_link_up_and_measures_rtt() {
     let mut pair = Pair::new(quiet(), quiet().with_keepalive(ms(100)));
     pair.run_for(Duration::from_secs(5));
-    assert!(ended(&pair.server.events).is_none(), "{:?}", pair.server.events);
-    let pings = pair.client.events.iter().filter(|e| matches!(e, Event::Ping(_))).count();
+    assert!(
+        ended(&pair.server.events).is_none(),
+        "{:?}",
+        pair.server.events
+    );
+    let pings = pair
+        .client
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Ping(_)))
+        .count();
     // One PING per interval of silence: 5 s / 100 ms.
     assert_eq!(pings, 50);
     // In-memory links answer at once, in virtual time, so the round trip is zero; what
@@ -70,10 +79,14 @@ fn any_inbound_frame_is_proof_of_life() {
     for t in (50..=1000).step_by(50) {
         let now = Instant::from_millis(t);
         server.handle_timeout(now);
-        server.receive(now, &client_frame(true, 2, b"data")).unwrap();
+        server
+            .receive(now, &client_frame(true, 2, b"data"))
+            .unwrap();
     }
     server.handle_timeout(Instant::from_millis(1000));
-    assert!(!drain_events(&mut server).iter().any(|e| matches!(e, Event::Ended(_))));
+    assert!(!drain_events(&mut server)
+        .iter()
+        .any(|e| matches!(e, Event::Ended(_))));
     // Data every 50 ms means no keepalive PING was needed.
     let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
     assert!(frames.iter().all(|f| f.opcode != 9), "{frames:?}");
@@ -106,10 +119,15 @@ fn clean_close_initiated_by_either_side() {
     let client_end = ended(&pair.client.events).unwrap();
     assert_eq!(
         server_end.reason,
-        EndReason::ClosedByPeer(Some(wsframe::CloseFrame { code: 1000, reason: "bye".into() }))
+        EndReason::ClosedByPeer(Some(wsframe::CloseFrame {
+            code: 1000,
+            reason: "bye".into()
+        }))
     );
-    assert!(matches!(&client_end.reason, EndReason::ClosedLocally { sent, reply: Some(r) }
-        if sent.code == 1000 && r.code == 1000));
+    assert!(
+        matches!(&client_end.reason, EndReason::ClosedLocally { sent, reply: Some(r) }
+        if sent.code == 1000 && r.code == 1000)
+    );
     assert!(server_end.is_clean() && client_end.is_clean());
     assert!(server_end.to_string().starts_with("closed 1000"));
     // Echo carries the code only (section 5.5.1 permits an empty reason).
@@ -124,14 +142,30 @@ fn data_queued_before_close_goes_out_before_the_close_frame() {
         pair.server.conn.send_text(format!("m{i}")).unwrap();
     }
     pair.server.conn.close(1000, "done").unwrap();
-    assert!(matches!(pair.server.conn.send_text("late"), Err(SendError::Closing { .. })));
+    assert!(matches!(
+        pair.server.conn.send_text("late"),
+        Err(SendError::Closing { .. })
+    ));
     pair.pump();
     let got = texts(&pair.client.events);
     assert_eq!(got, (0..50).map(|i| format!("m{i}")).collect::<Vec<_>>());
-    let close_at = pair.client.events.iter().position(|e| matches!(e, Event::Close(_))).unwrap();
-    let last_text = pair.client.events.iter().rposition(|e| matches!(e, Event::Text(_))).unwrap();
+    let close_at = pair
+        .client
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Close(_)))
+        .unwrap();
+    let last_text = pair
+        .client
+        .events
+        .iter()
+        .rposition(|e| matches!(e, Event::Text(_)))
+        .unwrap();
     assert!(last_text < close_at);
-    assert_eq!(ended(&pair.server.events).unwrap().unsent, Unsent::default());
+    assert_eq!(
+        ended(&pair.server.events).unwrap().unsent,
+        Unsent::default()
+    );
 }
 
 #[test]
@@ -161,14 +195,28 @@ fn replies_to_messages_before_the_peers_close_go_out_before_the_echo() {
 
 #[test]
 fn echo_goes_out_at_the_close_timeout_if_the_application_never_takes_the_close() {
-    let mut server = Connection::server(Config { close_timeout: ms(100), ..quiet() }, Instant::ZERO);
-    server.receive(Instant::ZERO, &client_frame(true, 8, &[0x03, 0xe8])).unwrap();
-    assert!(server.poll_transmit().is_none(), "echo waits for the application");
+    let mut server = Connection::server(
+        Config {
+            close_timeout: ms(100),
+            ..quiet()
+        },
+        Instant::ZERO,
+    );
+    server
+        .receive(Instant::ZERO, &client_frame(true, 8, &[0x03, 0xe8]))
+        .unwrap();
+    assert!(
+        server.poll_transmit().is_none(),
+        "echo waits for the application"
+    );
     assert_eq!(server.poll_timeout(), Some(Instant::from_millis(100)));
     server.handle_timeout(Instant::from_millis(100));
     let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
     assert_eq!(frames.len(), 1);
-    assert_eq!((frames[0].opcode, &frames[0].payload[..]), (8, &[0x03, 0xe8][..]));
+    assert_eq!(
+        (frames[0].opcode, &frames[0].payload[..]),
+        (8, &[0x03, 0xe8][..])
+    );
 }
 
 #[test]
@@ -179,7 +227,13 @@ fn abnormal_end_is_reported_without_an_invented_code() {
     let end = ended(&drain_events(&mut server)).cloned().unwrap();
     assert!(matches!(end.reason, EndReason::Abnormal(_)));
     assert!(!end.is_clean());
-    assert_eq!(end.unsent, Unsent { messages: 1, bytes: 7 });
+    assert_eq!(
+        end.unsent,
+        Unsent {
+            messages: 1,
+            bytes: 7
+        }
+    );
     assert_eq!(
         end.to_string(),
         "abnormal: transport closed without a Close frame; unsent 1 messages (7 bytes)"
@@ -198,7 +252,11 @@ fn backpressure_refuses_and_hands_back_then_signals_writable() {
     server.send_binary(vec![2u8; 400]).unwrap();
     let refused = server.send_binary(Bytes::from(vec![3u8; 10])).unwrap_err();
     match &refused {
-        SendError::Backpressure { payload, queued, budget } => {
+        SendError::Backpressure {
+            payload,
+            queued,
+            budget,
+        } => {
             assert_eq!((payload.len(), *queued, *budget), (10, 1000, 1000));
         }
         other => panic!("{other:?}"),
@@ -206,7 +264,9 @@ fn backpressure_refuses_and_hands_back_then_signals_writable() {
     assert_eq!(refused.into_payload().unwrap(), vec![3u8; 10]);
     assert_eq!(server.queued_bytes(), 1000);
     // Control replies are never refused by the data budget.
-    server.receive(Instant::ZERO, &client_frame(true, 9, b"still there?")).unwrap();
+    server
+        .receive(Instant::ZERO, &client_frame(true, 9, b"still there?"))
+        .unwrap();
     // The PONG overtakes the queued (not yet started) data.
     let t = server.poll_transmit().unwrap();
     assert_eq!(t.header, &[0x8a, 12]);
@@ -232,40 +292,49 @@ fn a_ping_flood_costs_one_pong() {
     }
     server.receive(Instant::ZERO, &wire).unwrap();
     let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
-    assert_eq!(frames.len(), 1, "only the latest PING is answered (section 5.5.3)");
+    assert_eq!(
+        frames.len(),
+        1,
+        "only the latest PING is answered (section 5.5.3)"
+    );
     assert_eq!(frames[0].payload, 9_999u32.to_be_bytes());
 }
 
 #[test]
 fn large_messages_are_fragmented_so_a_pong_waits_behind_one_fragment() {
-    let config = Config { max_send_fragment: 1024, ..quiet() };
+    let config = Config {
+        max_send_fragment: 1024,
+        ..quiet()
+    };
     let mut server = Connection::server(config, Instant::ZERO);
     server.send_binary(vec![7u8; 10 * 1024]).unwrap();
     // Start the first fragment, write half of it, then a PING arrives.
-    let n = server.poll_transmit().unwrap().len();
-    server.advance_transmit(n / 2);
-    server.receive(Instant::ZERO, &client_frame(true, 9, b"p")).unwrap();
-    let frames = parse_stream(&{
-        let mut out = Vec::new();
-        let t = server.poll_transmit().unwrap();
-        // The rest of the frame in flight comes first, never the PONG.
-        assert!(!t.starts_frame);
-        out.extend(vec![0u8; 0]);
-        drop(t);
-        // Re-assemble what was written so far plus the rest.
-        let mut first = Vec::new();
-        let header = [0x02u8, 0x7e, 0x04, 0x00];
-        first.extend_from_slice(&header);
-        first.extend(vec![7u8; 1024]);
-        out.extend_from_slice(&first[..n / 2]);
-        out.extend(drain_transmit(&mut server, usize::MAX));
-        out
-    })
-    .unwrap();
-    let kinds: Vec<(u8, bool, usize)> =
-        frames.iter().map(|f| (f.opcode, f.fin, f.payload.len())).collect();
+    let mut wire = Vec::new();
+    let t = server.poll_transmit().unwrap();
+    let mut first = t.header.to_vec();
+    first.extend_from_slice(t.payload);
+    let half = first.len() / 2;
+    wire.extend_from_slice(&first[..half]);
+    server.advance_transmit(half);
+    server
+        .receive(Instant::ZERO, &client_frame(true, 9, b"p"))
+        .unwrap();
+    // The rest of the frame in flight comes next, never the PONG.
+    let rest = server.poll_transmit().unwrap();
+    assert!(!rest.starts_frame);
+    assert_eq!(rest.len(), first.len() - half);
+    wire.extend(drain_transmit(&mut server, usize::MAX));
+    let frames = parse_stream(&wire).unwrap();
+    let kinds: Vec<(u8, bool, usize)> = frames
+        .iter()
+        .map(|f| (f.opcode, f.fin, f.payload.len()))
+        .collect();
     assert_eq!(kinds[0], (2, false, 1024));
-    assert_eq!(kinds[1], (10, true, 1), "PONG right after the fragment in flight");
+    assert_eq!(
+        kinds[1],
+        (10, true, 1),
+        "PONG right after the fragment in flight"
+    );
     assert_eq!(kinds[2..].len(), 9);
     assert!(kinds[2..10].iter().all(|k| *k == (0, false, 1024)));
     assert_eq!(kinds[10], (0, true, 1024));
@@ -274,8 +343,9 @@ fn large_messages_are_fragmented_so_a_pong_waits_behind_one_fragment() {
 #[test]
 fn prepared_messages_share_one_payload_across_connections() {
     let message = PreparedMessage::text(String::from("tick"));
-    let mut servers: Vec<Connection> =
-        (0..1000).map(|_| Connection::server(quiet(), Instant::ZERO)).collect();
+    let mut servers: Vec<Connection> = (0..1000)
+        .map(|_| Connection::server(quiet(), Instant::ZERO))
+        .collect();
     for s in &mut servers {
         s.send_prepared(&message).unwrap();
     }
@@ -293,7 +363,10 @@ fn prepared_messages_share_one_payload_across_connections() {
 
 #[test]
 fn streaming_delivery_hands_out_chunks_as_they_arrive() {
-    let config = Config { delivery: Delivery::Streaming, ..quiet() };
+    let config = Config {
+        delivery: Delivery::Streaming,
+        ..quiet()
+    };
     let mut server = Connection::server(config, Instant::ZERO);
     let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
     let mut wire = client_frame(false, 2, &payload[..60_000]);
@@ -312,21 +385,32 @@ fn streaming_delivery_hands_out_chunks_as_they_arrive() {
     assert_eq!(markers.first(), Some(&(true, false)));
     assert_eq!(markers.last(), Some(&(false, true)));
     assert_eq!(markers.iter().filter(|m| m.0).count(), 1);
-    assert!(markers.len() > 10, "delivered progressively: {}", markers.len());
+    assert!(
+        markers.len() > 10,
+        "delivered progressively: {}",
+        markers.len()
+    );
 }
 
 #[test]
 fn message_timeout_fails_a_slow_fragmented_message_with_1008() {
-    let config = Config { message_timeout: Some(ms(500)), ..quiet() };
+    let config = Config {
+        message_timeout: Some(ms(500)),
+        ..quiet()
+    };
     let mut server = Connection::server(config, Instant::ZERO);
-    server.receive(Instant::ZERO, &client_frame(false, 1, b"part")).unwrap();
+    server
+        .receive(Instant::ZERO, &client_frame(false, 1, b"part"))
+        .unwrap();
     assert_eq!(server.poll_timeout(), Some(Instant::from_millis(500)));
     server.handle_timeout(Instant::from_millis(500));
     let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
     assert_eq!(frames.len(), 1);
     assert_eq!(&frames[0].payload[..2], &1008u16.to_be_bytes());
     let end = ended(&drain_events(&mut server)).cloned().unwrap();
-    assert!(end.to_string().starts_with("protocol error 1008: fragmented message not finished"));
+    assert!(end
+        .to_string()
+        .starts_with("protocol error 1008: fragmented message not finished"));
 }
 
 #[test]

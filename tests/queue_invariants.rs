@@ -18,8 +18,11 @@ enum Step {
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     // 200 sends and 200 pings in a random order, with writes of random sizes sprinkled in.
     let base: Vec<bool> = (0..400).map(|i| i < 200).collect();
-    (Just(base).prop_shuffle(), prop::collection::vec(1usize..300, 400)).prop_map(
-        |(order, writes)| {
+    (
+        Just(base).prop_shuffle(),
+        prop::collection::vec(1usize..300, 400),
+    )
+        .prop_map(|(order, writes)| {
             let mut out = Vec::new();
             for (is_send, w) in order.into_iter().zip(writes) {
                 out.push(if is_send { Step::Send } else { Step::Ping });
@@ -28,14 +31,15 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
                 }
             }
             out
-        },
-    )
+        })
 }
 
 fn write_some(conn: &mut Connection, budget: usize, wire: &mut Vec<u8>) {
     let mut left = budget;
     while left > 0 {
-        let Some(t) = conn.poll_transmit() else { return };
+        let Some(t) = conn.poll_transmit() else {
+            return;
+        };
         let mut bytes = t.header.to_vec();
         bytes.extend_from_slice(t.payload);
         let n = bytes.len().min(left);
@@ -78,7 +82,7 @@ proptest! {
             }
         }
         write_some(&mut server, usize::MAX, &mut wire);
-        let frames = parse_stream(&wire).map_err(|e| TestCaseError::fail(e))?;
+        let frames = parse_stream(&wire).map_err(TestCaseError::fail)?;
 
         // Texts arrive whole and in order; fragments carry no foreign bytes.
         let mut messages = Vec::new();
