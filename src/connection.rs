@@ -388,10 +388,13 @@ impl Connection {
     }
 
     fn deliver_chunk(&mut self, frame: &mut InFrame, data: Bytes, last: bool) {
-        let kind = match frame.opcode {
-            OpCode::Text => DataKind::Text,
-            OpCode::Binary => DataKind::Binary,
-            _ => self.message.map_or(DataKind::Binary, |m| m.kind),
+        // `frame.text` was fixed when the frame started. Not `self.message`: `dispatch` clears
+        // it before delivering a final continuation, which made the last chunk of a streamed
+        // text message say Binary (found by the frame_parse fuzz target).
+        let kind = if frame.text {
+            DataKind::Text
+        } else {
+            DataKind::Binary
         };
         let first = frame.opcode != OpCode::Continuation && !frame.delivered;
         frame.delivered = true;
@@ -410,9 +413,9 @@ impl Connection {
     fn dispatch(&mut self, mut frame: InFrame, payload: Bytes) -> Result<(), ProtocolError> {
         match frame.opcode {
             OpCode::Ping => {
-                if self.closing.ours.is_none() {
-                    self.out.set_pong(payload.clone());
-                }
+                // Answered even while our Close waits behind data (section 5.5.2: until a
+                // Close is received); the queue itself refuses once our Close is committed.
+                self.out.set_pong(payload.clone());
                 self.events.push_back(Event::Ping(payload));
             }
             OpCode::Pong => {
@@ -499,7 +502,12 @@ impl Connection {
     /// Fails the connection (section 7.1.7): queue a Close with the violation's code, drop
     /// everything else not yet started, accept no more input.
     fn fail(&mut self, violation: Violation) -> ProtocolError {
-        let code = violation.close_code();
+        let mut code = violation.close_code();
+        if self.out.close_committed() {
+            // Our Close is already on the wire: it is the only one the peer will get, so the
+            // error reports its code rather than one that is never sent.
+            code = self.closing.ours.as_ref().map_or(code, |c| c.code);
+        }
         let err = ProtocolError { violation, code };
         if self.failed.is_some() || self.ended {
             return err;

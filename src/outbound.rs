@@ -13,7 +13,10 @@
 //! 4. our Close, once every data frame queued before it has been written.
 //!
 //! So control frames overtake data frames that are queued but not started, never the frame in
-//! flight; they may land between two fragments of one message, which section 5.4 allows. A
+//! flight; they may land between two fragments of one message, which section 5.4 allows. One
+//! fairness exception: right after a PING or PONG, one data frame (if any is waiting) goes
+//! before the next control frame, so a peer that pings once per PONG cannot starve our data;
+//! a PONG therefore waits behind at most one data frame (one fragment). A
 //! PONG is never refused, dropped or delayed by the data budget: PINGs that arrive before the
 //! PONG goes out are answered once, with the latest payload (section 5.5.3), so a flood costs
 //! one 125-byte slot. After a Close is committed nothing else is, ever (section 5.5.1).
@@ -153,6 +156,8 @@ pub(crate) struct Outbound {
     data: VecDeque<QueuedMessage>,
     close: Option<Bytes>,
     close_committed: bool,
+    /// The last frame committed was a PING or PONG (see the fairness rule).
+    last_was_control: bool,
     /// Data payload bytes queued and not yet written (pending and on the wire).
     queued_bytes: usize,
     /// Messages queued and not yet fully written.
@@ -180,6 +185,7 @@ impl Outbound {
             data: VecDeque::new(),
             close: None,
             close_committed: false,
+            last_was_control: false,
             queued_bytes: 0,
             queued_messages: 0,
             budget,
@@ -307,12 +313,19 @@ impl Outbound {
         if self.close_committed {
             return None;
         }
-        if let Some(payload) = self.pong.take() {
-            return Some(self.control(OpCode::Pong, payload, FrameKind::Pong));
+        // Fairness: after a control frame, one data frame goes before the next control frame,
+        // so a peer pinging once per PONG cannot starve our data.
+        if !(self.last_was_control && !self.data.is_empty()) {
+            if let Some(payload) = self.pong.take() {
+                self.last_was_control = true;
+                return Some(self.control(OpCode::Pong, payload, FrameKind::Pong));
+            }
+            if let Some(payload) = self.ping.take() {
+                self.last_was_control = true;
+                return Some(self.control(OpCode::Ping, payload, FrameKind::Ping));
+            }
         }
-        if let Some(payload) = self.ping.take() {
-            return Some(self.control(OpCode::Ping, payload, FrameKind::Ping));
-        }
+        self.last_was_control = false;
         if let Some(front) = self.data.front_mut() {
             let total = front.payload.len();
             let start = front.cut;
@@ -476,6 +489,11 @@ impl Outbound {
             }
         }
         done
+    }
+
+    /// True once our Close has been handed to the IO layer (nothing may follow it).
+    pub(crate) fn close_committed(&self) -> bool {
+        self.close_committed
     }
 
     /// True once after a refused send when the queue has drained to the low-water mark.

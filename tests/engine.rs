@@ -444,3 +444,68 @@ fn idle_connection_releases_large_receive_buffers() {
     assert!(server.receive_buffer_capacity() < 64 << 10);
     drop(drain_events(&mut server));
 }
+
+#[test]
+fn a_peer_pinging_once_per_pong_cannot_starve_data() {
+    let config = Config {
+        max_send_fragment: 100,
+        ..quiet()
+    };
+    let mut server = Connection::server(config, Instant::ZERO);
+    server.send_binary(vec![5u8; 1000]).unwrap();
+    let mut wire = Vec::new();
+    // Before every frame the server writes, another PING arrives.
+    for i in 0..40u32 {
+        server
+            .receive(Instant::ZERO, &client_frame(true, 9, &i.to_be_bytes()))
+            .unwrap();
+        let Some(t) = server.poll_transmit() else {
+            break;
+        };
+        let mut bytes = t.header.to_vec();
+        bytes.extend_from_slice(t.payload);
+        server.advance_transmit(bytes.len());
+        wire.extend(bytes);
+    }
+    let frames = parse_stream(&wire).unwrap();
+    let data: usize = frames
+        .iter()
+        .filter(|f| f.opcode < 8)
+        .map(|f| f.payload.len())
+        .sum();
+    assert_eq!(data, 1000, "all data went out between the PONGs");
+    // And no PONG waited behind more than one data frame.
+    let mut since_pong = 0;
+    for f in &frames {
+        if f.opcode == 10 {
+            since_pong = 0;
+        } else {
+            since_pong += 1;
+            assert!(since_pong <= 1 || f.opcode < 8);
+        }
+    }
+    assert_eq!(server.queued_bytes(), 0);
+}
+
+#[test]
+fn failure_after_our_close_reports_the_code_actually_sent() {
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    server.close(1000, "bye").unwrap();
+    let n = server.poll_transmit().unwrap().len();
+    server.advance_transmit(n);
+    // A reserved opcode after our Close went out: no second Close may be sent.
+    let err = server
+        .receive(Instant::ZERO, &client_frame(true, 6, b""))
+        .unwrap_err();
+    let wsframe::ReceiveError::Protocol(err) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(err.code, 1000);
+    assert!(server.poll_transmit().is_none());
+    let end = ended(&drain_events(&mut server)).cloned().unwrap();
+    assert!(
+        end.to_string()
+            .starts_with("protocol error 1000: reserved opcode"),
+        "{end}"
+    );
+}

@@ -18,7 +18,12 @@ fn opcode() -> impl Strategy<Value = OpCode> {
 }
 
 fn length() -> impl Strategy<Value = u64> {
-    prop_oneof![0u64..=125, 126u64..=65535, 65536u64..=(u64::MAX >> 1), Just(u64::MAX >> 1)]
+    prop_oneof![
+        0u64..=125,
+        126u64..=65535,
+        65536u64..=(u64::MAX >> 1),
+        Just(u64::MAX >> 1)
+    ]
 }
 
 proptest! {

@@ -54,6 +54,22 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The frame an engine should write: FIN, opcode, mask key, payload, minimal length form.
+    pub fn new(fin: bool, opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Frame {
+        Frame {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            len_bytes: match payload.len() {
+                0..=125 => 0,
+                126..=0xFFFF => 2,
+                _ => 8,
+            },
+            payload: payload.to_vec(),
+        }
+    }
+
     /// The close code and reason of a Close frame (None for an empty body).
     pub fn close_code(&self) -> Option<u16> {
         assert_eq!(self.opcode, CLOSE, "not a Close frame: {self:?}");
@@ -272,13 +288,17 @@ pub fn check_sender_rules(frame: &Frame) {
         _ => 8,
     };
     assert_eq!(
-        frame.len_bytes, minimal,
+        frame.len_bytes,
+        minimal,
         "length not in the minimal form (section 5.2): {} bytes payload",
         frame.payload.len()
     );
     if frame.opcode & 0x8 != 0 {
         assert!(frame.fin, "fragmented control frame sent: {frame:?}");
-        assert!(frame.payload.len() <= 125, "control frame over 125 bytes sent");
+        assert!(
+            frame.payload.len() <= 125,
+            "control frame over 125 bytes sent"
+        );
     }
 }
 
@@ -301,7 +321,10 @@ mod self_check {
             [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
         );
         // A fragmented unmasked text message.
-        assert_eq!(server_frame(false, TEXT, b"Hel"), [0x01, 0x03, 0x48, 0x65, 0x6c]);
+        assert_eq!(
+            server_frame(false, TEXT, b"Hel"),
+            [0x01, 0x03, 0x48, 0x65, 0x6c]
+        );
         assert_eq!(server_frame(true, CONT, b"lo"), [0x80, 0x02, 0x6c, 0x6f]);
         // Unmasked Ping and masked Pong.
         assert_eq!(
@@ -322,6 +345,9 @@ mod self_check {
             [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]
         );
         let (f, n) = parse_one(&client_frame(true, TEXT, b"Hello")).unwrap();
-        assert_eq!((f.payload.as_slice(), f.mask, n), (&b"Hello"[..], Some(KEY), 11));
+        assert_eq!(
+            (f.payload.as_slice(), f.mask, n),
+            (&b"Hello"[..], Some(KEY), 11)
+        );
     }
 }

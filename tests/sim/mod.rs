@@ -53,7 +53,11 @@ pub fn parse_stream(mut bytes: &[u8]) -> Result<Vec<WireFrame>, String> {
             None
         };
         if bytes.len() < at + len {
-            return Err(format!("truncated payload: need {}, have {}", at + len, bytes.len()));
+            return Err(format!(
+                "truncated payload: need {}, have {}",
+                at + len,
+                bytes.len()
+            ));
         }
         let mut payload = bytes[at..at + len].to_vec();
         if let Some(k) = key {
@@ -62,9 +66,16 @@ pub fn parse_stream(mut bytes: &[u8]) -> Result<Vec<WireFrame>, String> {
             }
         }
         if opcode >= 8 && (!fin || len > 125) {
-            return Err(format!("bad control frame opcode {opcode} fin {fin} len {len}"));
+            return Err(format!(
+                "bad control frame opcode {opcode} fin {fin} len {len}"
+            ));
         }
-        frames.push(WireFrame { fin, opcode, masked, payload });
+        frames.push(WireFrame {
+            fin,
+            opcode,
+            masked,
+            payload,
+        });
         bytes = &bytes[at + len..];
     }
     Ok(frames)
