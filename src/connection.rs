@@ -12,9 +12,11 @@ use crate::error::{
     EndReason, Ended, ProtocolError, ReceiveError, SendError, TransportError, Unsent, Violation,
 };
 use crate::event::{Chunk, DataKind, Event, Text};
-use crate::frame::{parse_header, FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD};
+use crate::frame::{
+    parse_header, FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+};
 use crate::keepalive::Liveness;
-use crate::mask::{apply_mask, rotate_key};
+use crate::mask::{apply_mask, copy_masked_uninit, rotate_key};
 use crate::outbound::{Outbound, PreparedMessage, Transmit};
 use crate::random::{MaskKeys, RandomSource};
 use crate::time::Instant;
@@ -43,6 +45,37 @@ pub struct Stats {
     pub queued_bytes: usize,
     /// The last measured PING to PONG round trip.
     pub last_rtt: Option<Duration>,
+}
+
+/// Single-frame messages parsed by `receive_direct` whose events are not made yet: text or not,
+/// header length and payload length, in order; their frames (header bytes, then the unmasked
+/// payload) are the first `total` bytes of the receive buffer. A fixed array, so a read of many
+/// small messages allocates nothing for it.
+struct Batch {
+    items: [(bool, u8, usize); 32],
+    len: usize,
+    total: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            items: [(false, 0, 0); 32],
+            len: 0,
+            total: 0,
+        }
+    }
+}
+
+impl Batch {
+    /// Adds a message; true when the batch is full (flush it).
+    #[inline(always)]
+    fn push(&mut self, text: bool, header_len: usize, len: usize) -> bool {
+        self.items[self.len] = (text, header_len as u8, len);
+        self.len += 1;
+        self.total += header_len + len;
+        self.len == self.items.len()
+    }
 }
 
 /// The frame being received: its header is parsed, its payload is arriving.
@@ -225,8 +258,180 @@ impl Connection {
         if self.closing.peers.is_some() {
             return Ok(());
         }
+        let mut data = data;
+        // A frame left partial by an earlier read is finished through the buffer first, taking
+        // from `data` only the bytes it still needs, so that the frames after it can take the
+        // direct path (performance; the events are the same as buffering all of `data`).
+        while !(self.inbuf.is_empty() && self.frame.is_none()) {
+            let need = match self.frame {
+                Some(frame) => frame.remaining - self.inbuf.len(),
+                // Only part of a header is buffered.
+                None => MAX_HEADER_LEN.saturating_sub(self.inbuf.len()),
+            };
+            let take = need.clamp(1, data.len());
+            self.inbuf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            self.process().map_err(ReceiveError::Protocol)?;
+            if data.is_empty() || self.closing.peers.is_some() {
+                return Ok(());
+            }
+        }
+        // Nothing buffered: whole frames go straight from `data`.
+        let used = self.receive_direct(data).map_err(ReceiveError::Protocol)?;
+        data = &data[used..];
+        if data.is_empty() || self.closing.peers.is_some() {
+            // All taken, or the rest follows the peer's Close and is discarded (5.5.1).
+            self.shrink_inbuf();
+            return Ok(());
+        }
+        // A partial frame at the end of `data`.
         self.inbuf.extend_from_slice(data);
         self.process().map_err(ReceiveError::Protocol)
+    }
+
+    /// The fast path of `receive` (performance): with nothing buffered, parses whole frames
+    /// straight from the caller's bytes and copies only their payloads into the receive buffer,
+    /// so headers are never copied and never `advance`d over. Each payload then goes through
+    /// `take_payload` exactly as in the buffered path (unmask, UTF-8, dispatch). Stops at the
+    /// first frame that is not wholly in `data` (its header is parsed again by `process`, which
+    /// has no side effects before it is accepted), at the peer's Close, or on an error. Returns
+    /// the bytes of `data` it consumed.
+    #[inline]
+    fn receive_direct(&mut self, data: &[u8]) -> Result<usize, ProtocolError> {
+        // One reservation for every payload of this read (they are split off in batches and
+        // share the allocation), not one per frame. Bounded by what arrived.
+        self.inbuf.reserve(data.len());
+        let mut batch = Batch::default();
+        let mut pos = 0;
+        let outcome = loop {
+            if self.closing.peers.is_some() {
+                break Ok(());
+            }
+            let rest = &data[pos..];
+            let (header, header_len) = match parse_header(rest) {
+                Ok(Status::Complete(header, header_len)) => (header, header_len),
+                Ok(Status::Partial) => break Ok(()),
+                Err(e) => break Err(Violation::from(e)),
+            };
+            if let Err(violation) = self.check_header(&header) {
+                break Err(violation);
+            }
+            let payload = &rest[header_len..];
+            let len = match usize::try_from(header.payload_len) {
+                Ok(len) if len <= payload.len() => len,
+                _ => break Ok(()),
+            };
+            self.stats.frames_in += 1;
+            let whole = &rest[..header_len + len];
+            pos += header_len + len;
+            if header.fin
+                && matches!(header.opcode, OpCode::Text | OpCode::Binary)
+                && self.config.delivery == Delivery::Messages
+            {
+                // A whole single-frame message, the common case: what `start_frame`,
+                // `take_payload` and `dispatch` do for it, without the frame and message state
+                // they keep for fragments (check_header has made sure no message is open). Its
+                // unmasked payload is appended to the buffer; the batch's events are made in
+                // one go by `flush_batch`, before anything else can produce an event.
+                let text = header.opcode == OpCode::Text;
+                let start = self.inbuf.len() + header_len;
+                self.unmask_into_inbuf(whole, header_len, header.mask);
+                if text {
+                    if let Err(e) = crate::utf8::validate_message(&self.inbuf[start..]) {
+                        break Err(e.into());
+                    }
+                }
+                if batch.push(text, header_len, len) {
+                    self.flush_batch(&mut batch);
+                }
+                continue;
+            }
+            self.flush_batch(&mut batch);
+            let frame = self.start_frame(&header);
+            self.unmask_into_inbuf(whole, header_len, frame.key);
+            // From here exactly `take_payload` on a complete frame whose bytes are unmasked.
+            if frame.text {
+                if let Err(e) = self.utf8.feed(&self.inbuf[header_len..]) {
+                    break Err(e.into());
+                }
+            }
+            self.frame = None;
+            let mut payload = self.inbuf.split_to(header_len + len).freeze();
+            payload.advance(header_len);
+            self.dispatch(frame, payload)?;
+        };
+        // The events of the messages before an error come before it, as in the buffered path.
+        self.flush_batch(&mut batch);
+        match outcome {
+            Ok(()) => Ok(pos),
+            Err(violation) => Err(self.fail(violation)),
+        }
+    }
+
+    /// Turns the batched single-frame messages (their payloads are the first `batch.total`
+    /// bytes of the receive buffer) into events: one `split_to` and `freeze` for the batch and a
+    /// cheap `Bytes` split per message, instead of a `BytesMut::split_to` per message
+    /// (performance).
+    #[inline]
+    fn flush_batch(&mut self, batch: &mut Batch) {
+        let n = batch.len;
+        if n == 0 {
+            return;
+        }
+        let mut all = self.inbuf.split_to(batch.total).freeze();
+        for (i, &(text, header_len, len)) in batch.items[..n].iter().enumerate() {
+            let mut payload = if i + 1 == n {
+                core::mem::take(&mut all)
+            } else {
+                all.split_to(header_len as usize + len)
+            };
+            // `Bytes::advance` only moves a pointer.
+            payload.advance(header_len as usize);
+            self.events.push_back(if text {
+                Event::Text(Text::from_validated(payload))
+            } else {
+                Event::Binary(payload)
+            });
+        }
+        self.stats.messages_in += n as u64;
+        *batch = Batch::default();
+    }
+
+    /// Appends a whole frame to the receive buffer, its payload unmasked: the payload in one
+    /// fused copy-and-XOR pass instead of a memcpy and an in-place XOR (performance). The header
+    /// bytes are kept in front of the payload, so the buffer holds what the buffered path would
+    /// hold (each payload where it arrived), only unmasked already.
+    #[inline(always)]
+    fn unmask_into_inbuf(&mut self, frame: &[u8], header_len: usize, key: Option<[u8; 4]>) {
+        let Some(key) = key else {
+            self.inbuf.extend_from_slice(frame);
+            return;
+        };
+        let total = frame.len();
+        self.inbuf.reserve(total);
+        let old = self.inbuf.len();
+        let spare = &mut self.inbuf.spare_capacity_mut()[..total];
+        if let (Some(head), Some(dst)) = (frame.first_chunk::<16>(), spare.first_chunk_mut::<16>()) {
+            // A fixed 16-byte move covers every header (at most 14 bytes); what it writes past
+            // the header is overwritten with the payload just below.
+            *dst = head.map(core::mem::MaybeUninit::new);
+        } else {
+            for (d, s) in spare.iter_mut().zip(&frame[..header_len]) {
+                d.write(*s);
+            }
+        }
+        copy_masked_uninit(&mut spare[header_len..], &frame[header_len..], key);
+        // SAFETY: the `total` spare bytes were just written: the header by the move or loop
+        // above, the payload by `copy_masked_uninit`.
+        unsafe { self.inbuf.set_len(old + total) };
+    }
+
+    /// Releases a large, empty receive buffer (see `SHRINK_ABOVE`).
+    #[inline]
+    fn shrink_inbuf(&mut self) {
+        if self.inbuf.is_empty() && self.inbuf.capacity() > SHRINK_ABOVE {
+            self.inbuf = BytesMut::new();
+        }
     }
 
     /// Parses every complete frame (and every available part of a partial one) in the buffer.
@@ -256,9 +461,7 @@ impl Connection {
                 break;
             }
         }
-        if self.inbuf.is_empty() && self.inbuf.capacity() > SHRINK_ABOVE {
-            self.inbuf = BytesMut::new();
-        }
+        self.shrink_inbuf();
         Ok(())
     }
 
@@ -518,7 +721,7 @@ impl Connection {
             code,
             reason: String::from(truncate_reason(&reason)),
         };
-        let lost = self.out.fail_with_close(encode_close_body(Some(&body)));
+        let lost = self.out.abandon_with_close(encode_close_body(Some(&body)));
         self.lost.messages += lost.messages;
         self.lost.bytes += lost.bytes;
         if self.closing.ours.is_none() {
@@ -675,6 +878,9 @@ impl Connection {
     // ----- output: events ------------------------------------------------------------------
 
     /// The next event, in the order things happened. `Ended` is always the last.
+    // Inline across crates (performance): it runs once per message, and out of line the event
+    // is moved through memory twice more.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
         if matches!(event, Event::Close(_)) && self.closing.echo_due.is_some() {
@@ -683,6 +889,14 @@ impl Connection {
             self.queue_echo();
         }
         Some(event)
+    }
+
+    /// The next event, without taking it. An adapter that hands events to the application
+    /// through a channel uses it to leave the peer's [`Event::Close`] here until the
+    /// application has caught up with the events before it, since taking the Close is what
+    /// queues the echo.
+    pub fn peek_event(&self) -> Option<&Event> {
+        self.events.front()
     }
 
     // ----- output: bytes -------------------------------------------------------------------
@@ -824,24 +1038,50 @@ impl Connection {
     /// If the peer closed first and its Close event has not been taken yet, this Close is the
     /// answer (with this code instead of the echoed one).
     pub fn close(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
+        let frame = Self::close_frame(code, reason)?;
+        if self.ended || self.failed.is_some() || self.closing.ours.is_some() {
+            return Ok(());
+        }
+        self.out.set_close(encode_close_body(Some(&frame)));
+        self.start_closing(frame);
+        Ok(())
+    }
+
+    /// Closes without waiting for queued data: every message not yet started is dropped
+    /// (reported in [`Ended::unsent`](crate::Ended)) and the Close goes out right after the
+    /// frame in flight. For peers that have fallen too far behind (a relay's slow subscriber,
+    /// closed with 1013). Does nothing once our Close is on the wire.
+    pub fn close_now(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
+        let frame = Self::close_frame(code, reason)?;
+        if self.ended || self.failed.is_some() || self.out.close_committed() {
+            return Ok(());
+        }
+        let lost = self
+            .out
+            .abandon_with_close(encode_close_body(Some(&frame)));
+        self.lost.messages += lost.messages;
+        self.lost.bytes += lost.bytes;
+        self.start_closing(frame);
+        Ok(())
+    }
+
+    fn close_frame(code: u16, reason: &str) -> Result<CloseFrame, SendError> {
         if !close::is_sendable(code) {
             return Err(SendError::InvalidCloseCode(code));
         }
         if reason.len() > MAX_CONTROL_PAYLOAD - 2 {
             return Err(SendError::ControlTooLong(reason.len() + 2));
         }
-        if self.ended || self.failed.is_some() || self.closing.ours.is_some() {
-            return Ok(());
-        }
-        let frame = CloseFrame {
+        Ok(CloseFrame {
             code,
             reason: String::from(reason),
-        };
+        })
+    }
+
+    fn start_closing(&mut self, frame: CloseFrame) {
         self.closing.we_initiated = self.closing.peers.is_none();
         self.closing.echo_due = None;
-        self.out.set_close(encode_close_body(Some(&frame)));
         self.closing.ours = Some(frame);
         self.closing.deadline = Some(self.now + self.config.close_timeout);
-        Ok(())
     }
 }

@@ -21,7 +21,7 @@
 //! PONG goes out are answered once, with the latest payload (section 5.5.3), so a flood costs
 //! one 125-byte slot. After a Close is committed nothing else is, ever (section 5.5.1).
 //!
-//! When the connection is failed (protocol error), the data queue and pending control frames
+//! When the connection is failed (protocol error), or closed with `close_now`, the data queue and pending control frames
 //! are dropped and counted as unsent; the frame in flight is finished so the stream stays
 //! parseable, then the Close goes out.
 //!
@@ -33,7 +33,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::error::Unsent;
 use crate::frame::{encode_header, EncodedHeader, OpCode};
-use crate::mask::apply_mask;
+use crate::mask::copy_masked_uninit;
 use crate::random::MaskKeys;
 
 /// A message encoded once and queued on any number of server connections without copying or
@@ -201,6 +201,7 @@ impl Outbound {
     }
 
     /// Checks the budget for `len` more bytes; `true` means it fits.
+    #[inline]
     pub(crate) fn has_room(&mut self, len: usize) -> bool {
         // An empty queue takes any one message, so a message larger than the budget is not
         // refused forever; it still cannot pile up behind others.
@@ -211,6 +212,7 @@ impl Outbound {
         fits
     }
 
+    #[inline]
     pub(crate) fn push_data(
         &mut self,
         opcode: OpCode,
@@ -248,9 +250,10 @@ impl Outbound {
         }
     }
 
-    /// Fails the connection: drops everything not yet started (reported as unsent), keeps the
-    /// frame in flight so the byte stream stays parseable, then queues `body` as the last frame.
-    pub(crate) fn fail_with_close(&mut self, body: Bytes) -> Unsent {
+    /// Abandons the queue (a failed connection, or `close_now`): drops everything not yet
+    /// started (reported as unsent), keeps the frame in flight so the byte stream stays
+    /// parseable, then queues `body` as the last frame.
+    pub(crate) fn abandon_with_close(&mut self, body: Bytes) -> Unsent {
         let dropped = self.drop_unstarted();
         self.close = None;
         if !self.close_committed {
@@ -309,13 +312,14 @@ impl Outbound {
     }
 
     /// Chooses the next frame by the ordering rule (see the module docs).
+    #[inline]
     fn next_frame(&mut self) -> Option<WireFrame> {
         if self.close_committed {
             return None;
         }
         // Fairness: after a control frame, one data frame goes before the next control frame,
         // so a peer pinging once per PONG cannot starve our data.
-        if !(self.last_was_control && !self.data.is_empty()) {
+        if !self.last_was_control || self.data.is_empty() {
             if let Some(payload) = self.pong.take() {
                 self.last_was_control = true;
                 return Some(self.control(OpCode::Pong, payload, FrameKind::Pong));
@@ -364,10 +368,12 @@ impl Outbound {
         None
     }
 
+    #[inline]
     fn control(&mut self, opcode: OpCode, payload: Bytes, kind: FrameKind) -> WireFrame {
         self.encode(true, opcode, payload, kind)
     }
 
+    #[inline]
     fn encode(&mut self, fin: bool, opcode: OpCode, payload: Bytes, kind: FrameKind) -> WireFrame {
         match &mut self.masking {
             None => WireFrame {
@@ -380,9 +386,15 @@ impl Outbound {
                 // The payload may be shared (fan-out, the caller's own copy), so the masked
                 // bytes go into the connection's staging buffer, which is reused once the
                 // frames cut from it have been written and dropped.
-                staging.reserve(payload.len());
-                staging.extend_from_slice(&payload);
-                apply_mask(&mut staging[..], key);
+                // One fused copy-and-mask pass into the spare capacity (performance: not a
+                // memcpy and then an in-place XOR).
+                let len = payload.len();
+                staging.reserve(len);
+                let start = staging.len();
+                copy_masked_uninit(&mut staging.spare_capacity_mut()[..len], &payload, key);
+                // SAFETY: the `len` spare bytes after `start` were just written by
+                // `copy_masked_uninit`.
+                unsafe { staging.set_len(start + len) };
                 WireFrame {
                     header: encode_header(fin, opcode, Some(key), payload.len() as u64),
                     payload: staging.split().freeze(),
@@ -393,6 +405,7 @@ impl Outbound {
     }
 
     /// The rest of the frame in flight, committing the next frame if none is.
+    #[inline]
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
         if self.wire.is_empty() {
             let frame = self.next_frame()?;
@@ -460,6 +473,7 @@ impl Outbound {
     }
 
     /// Records that `n` bytes of the committed frames were written.
+    #[inline]
     pub(crate) fn advance(&mut self, mut n: usize) -> Written {
         let mut done = Written::default();
         while n > 0 {
@@ -497,6 +511,7 @@ impl Outbound {
     }
 
     /// True once after a refused send when the queue has drained to the low-water mark.
+    #[inline]
     pub(crate) fn take_writable(&mut self) -> bool {
         if self.refused_since_drain && self.queued_bytes <= self.low_water {
             self.refused_since_drain = false;

@@ -114,6 +114,18 @@ impl Utf8Validator {
     }
 }
 
+/// Validates a whole message in one call: the same answer (and offset) as a fresh validator's
+/// `feed` then `finish`, without the streaming state (performance: the receive path's
+/// single-frame messages).
+#[inline]
+pub(crate) fn validate_message(bytes: &[u8]) -> Result<(), InvalidUtf8> {
+    // Incomplete at the end or invalid, `feed` + `finish` both report the first byte that is
+    // not part of a complete character: `valid_up_to`.
+    validate(bytes).map_err(|(valid_up_to, _)| InvalidUtf8 {
+        offset: valid_up_to as u64,
+    })
+}
+
 /// Validates one chunk: `Err((valid_up_to, incomplete_at_end))`.
 #[inline]
 fn validate(bytes: &[u8]) -> Result<(), (usize, bool)> {
@@ -133,6 +145,27 @@ fn validate(bytes: &[u8]) -> Result<(), (usize, bool)> {
 fn ascii_prefix_len(bytes: &[u8]) -> usize {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
+    // 64 bytes per step with SSE2 (part of every x86_64 CPU): four loads ORed together and
+    // one movemask, about 9 instructions per 64 bytes against 7 per 16 for the u64 loop below
+    // (performance: this scan is most of the cost of receiving ASCII text).
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128};
+        while bytes.len() - i >= 64 {
+            // SAFETY: bytes i..i + 64 are in bounds (the loop condition); loadu accepts any
+            // alignment; SSE2 is baseline on x86_64.
+            let high = unsafe {
+                let p = bytes.as_ptr().add(i).cast::<__m128i>();
+                let ab = _mm_or_si128(_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)));
+                let cd = _mm_or_si128(_mm_loadu_si128(p.add(2)), _mm_loadu_si128(p.add(3)));
+                _mm_movemask_epi8(_mm_or_si128(ab, cd))
+            };
+            if high != 0 {
+                break;
+            }
+            i += 64;
+        }
+    }
     while i + 16 <= bytes.len() {
         let a = u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
         let b = u64::from_le_bytes(bytes[i + 8..i + 16].try_into().unwrap());

@@ -509,3 +509,31 @@ fn failure_after_our_close_reports_the_code_actually_sent() {
         "{end}"
     );
 }
+
+#[test]
+fn close_now_drops_queued_data_and_closes_after_the_frame_in_flight() {
+    let mut pair = Pair::new(quiet(), quiet());
+    for i in 0..10 {
+        pair.server.conn.send_binary(vec![i as u8; 1000]).unwrap();
+    }
+    // Part of the first message is on the wire when the relay gives up on this subscriber.
+    let mut wire = Vec::new();
+    let t = pair.server.conn.poll_transmit().unwrap();
+    wire.extend_from_slice(t.header);
+    wire.extend_from_slice(&t.payload[..100]);
+    let n = t.header.len() + 100;
+    pair.server.conn.advance_transmit(n);
+    pair.server.conn.close_now(1013, "subscriber too slow").unwrap();
+    wire.extend(drain_transmit(&mut pair.server.conn, usize::MAX));
+    let frames = parse_stream(&wire).unwrap();
+    assert_eq!(frames.len(), 2, "the message in flight, then the Close");
+    assert_eq!(frames[0].payload, vec![0u8; 1000]);
+    assert_eq!(frames[1].opcode, 8);
+    assert_eq!(&frames[1].payload[..2], &1013u16.to_be_bytes());
+    // The client answers; the end report counts the nine dropped messages.
+    pair.client.conn.receive(pair.now, &wire).unwrap();
+    pair.pump();
+    let end = ended(&pair.server.events).unwrap();
+    assert!(matches!(end.reason, EndReason::ClosedLocally { ref sent, .. } if sent.code == 1013));
+    assert_eq!(end.unsent, Unsent { messages: 9, bytes: 9000 });
+}

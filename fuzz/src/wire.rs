@@ -11,11 +11,13 @@
 
 #![allow(dead_code)]
 
-/// One complete frame as seen on the wire, payload unmasked.
+/// One complete frame as seen on the wire. The (unmasked) payload is kept for control frames
+/// only; data payloads go into [`WireMessage`]s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireFrame {
     pub fin: bool,
     pub opcode: u8,
+    pub len: usize,
     pub payload: Vec<u8>,
 }
 
@@ -112,9 +114,14 @@ impl WireChecker {
         );
         let masked = b1 & 0x80 != 0;
         assert_eq!(
-            masked, self.client_sender,
+            masked,
+            self.client_sender,
             "mask bit {masked} from a {} sender",
-            if self.client_sender { "client" } else { "server" }
+            if self.client_sender {
+                "client"
+            } else {
+                "server"
+            }
         );
         let (len, mut at) = match b1 & 0x7f {
             126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as u64, 4),
@@ -135,6 +142,7 @@ impl WireChecker {
             _ => {}
         }
         let mut payload = bytes[at + if masked { 4 } else { 0 }..].to_vec();
+        let plen = payload.len();
         if masked {
             let key = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
             for (i, b) in payload.iter_mut().enumerate() {
@@ -156,8 +164,9 @@ impl WireChecker {
                 (0, None) => panic!("continuation frame with no message open"),
                 (0, Some((_, data))) => data.extend_from_slice(&payload),
                 (_, Some(_)) => panic!("new data frame {opcode:#x} inside an open message"),
-                (op, None) => self.message = Some((op, payload.clone())),
+                (op, None) => self.message = Some((op, core::mem::take(&mut payload))),
             }
+            payload = Vec::new();
             if fin {
                 let (op, data) = self.message.take().expect("just set");
                 if op == 1 {
@@ -166,12 +175,16 @@ impl WireChecker {
                         "text message that is not UTF-8"
                     );
                 }
-                self.messages.push(WireMessage { text: op == 1, data });
+                self.messages.push(WireMessage {
+                    text: op == 1,
+                    data,
+                });
             }
         }
         self.frames.push(WireFrame {
             fin,
             opcode,
+            len: plen,
             payload,
         });
     }

@@ -1,0 +1,290 @@
+//! An echo server: every text and binary message comes back with the same opcode.
+//!
+//! ```text
+//! cargo run --release --features tokio --example echo_server -- --addr 127.0.0.1:9001
+//!     [--runtime tokio|std] [--ping-interval-ms N] [--idle-timeout-ms N]
+//!     [--close-timeout-ms N] [--write-timeout-ms N] [--max-message-size BYTES]
+//! ```
+//!
+//! It prints `listening on <addr>` to stderr once bound, then one line per connection that
+//! ends: `conn <id> ended: <reason>` (the [`wsframe::Ended`] one-line form). A value of 0
+//! disables the ping interval or the idle timeout; setting only the ping interval sets the idle
+//! timeout to three intervals.
+//!
+//! Ctrl-C shuts down gracefully: no new connections, every open one gets Close 1001, and the
+//! server waits for the close handshakes up to the close timeout before exiting. A second
+//! Ctrl-C exits at once.
+//!
+//! `--runtime tokio` (the default) runs each connection as a task of the async adapter;
+//! `--runtime std` runs each on its own thread with the blocking adapter.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wsframe::io::{blocking, tokio as ws_tokio, IoConfig};
+use wsframe::{Config, Event};
+
+const GOING_AWAY: u16 = 1001;
+const SHUTDOWN_REASON: &str = "server shutting down";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runtime {
+    Tokio,
+    Std,
+}
+
+struct Args {
+    addr: SocketAddr,
+    runtime: Runtime,
+    config: IoConfig,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: echo_server [--addr 127.0.0.1:9001] [--runtime tokio|std]\n\
+         \x20                  [--ping-interval-ms N] [--idle-timeout-ms N] [--close-timeout-ms N]\n\
+         \x20                  [--write-timeout-ms N] [--max-message-size BYTES]"
+    );
+    std::process::exit(64)
+}
+
+fn parse_args() -> Args {
+    let mut addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+    let mut runtime = Runtime::Tokio;
+    let mut engine = Config::default();
+    let mut config = IoConfig::default();
+    let mut idle_set = false;
+    // Conformance suites send messages up to 16 MiB in one frame, and limit cases beyond.
+    let mut max_message: u64 = 64 << 20;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| usage());
+        let mut millis = || -> u64 { value().parse().unwrap_or_else(|_| usage()) };
+        match flag.as_str() {
+            "--addr" => addr = value().parse().unwrap_or_else(|_| usage()),
+            "--runtime" => {
+                runtime = match value().as_str() {
+                    "tokio" => Runtime::Tokio,
+                    "std" => Runtime::Std,
+                    _ => usage(),
+                }
+            }
+            "--ping-interval-ms" => {
+                let ms = millis();
+                engine.ping_interval = (ms > 0).then(|| Duration::from_millis(ms));
+                if !idle_set {
+                    engine.idle_timeout = engine.ping_interval.map(|p| p * 3);
+                }
+            }
+            "--idle-timeout-ms" => {
+                let ms = millis();
+                engine.idle_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+                idle_set = true;
+            }
+            "--close-timeout-ms" => engine.close_timeout = Duration::from_millis(millis()),
+            "--write-timeout-ms" => config.write_timeout = Duration::from_millis(millis()),
+            "--max-message-size" => max_message = value().parse().unwrap_or_else(|_| usage()),
+            "-h" | "--help" => usage(),
+            other => {
+                eprintln!("unknown argument {other:?}");
+                usage()
+            }
+        }
+    }
+    engine.max_message_size = max_message;
+    engine.max_frame_size = max_message;
+    config.engine = engine;
+    Args {
+        addr,
+        runtime,
+        config,
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    match args.runtime {
+        Runtime::Tokio => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(serve_tokio(args));
+        }
+        Runtime::Std => serve_std(args),
+    }
+}
+
+// ----- tokio ----------------------------------------------------------------------------------
+
+async fn serve_tokio(args: Args) {
+    let listener = match tokio::net::TcpListener::bind(args.addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", args.addr);
+            std::process::exit(1);
+        }
+    };
+    eprintln!("listening on {}", listener.local_addr().unwrap());
+    let open: Arc<Mutex<HashMap<u64, ws_tokio::Sender>>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_id = 0u64;
+    // One listener for the whole loop, so a Ctrl-C between two iterations is not missed.
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                next_id += 1;
+                tasks.spawn(echo_tokio(next_id, stream, args.config.clone(), Arc::clone(&open)));
+            }
+            // Reap finished connections so the set does not grow.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = &mut ctrl_c => break,
+        }
+    }
+    drop(listener);
+    let second_ctrl_c = tokio::signal::ctrl_c();
+    let senders: Vec<_> = open.lock().unwrap().values().cloned().collect();
+    eprintln!("shutting down: closing {} connections", senders.len());
+    for tx in &senders {
+        let _ = tx.close(GOING_AWAY, SHUTDOWN_REASON);
+    }
+    // The close handshakes get the close timeout (plus a moment for the last log lines).
+    let grace = args.config.engine.close_timeout + Duration::from_millis(200);
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    tokio::select! {
+        _ = tokio::time::timeout(grace, drained) => {}
+        _ = second_ctrl_c => eprintln!("second Ctrl-C: exiting now"),
+    }
+    std::process::exit(0);
+}
+
+async fn echo_tokio(
+    id: u64,
+    stream: tokio::net::TcpStream,
+    config: IoConfig,
+    open: Arc<Mutex<HashMap<u64, ws_tokio::Sender>>>,
+) {
+    let (tx, mut rx) = match ws_tokio::accept(stream, config).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("conn {id} handshake failed: {e}");
+            return;
+        }
+    };
+    open.lock().unwrap().insert(id, tx.clone());
+    while let Some(event) = rx.recv().await {
+        match event {
+            // Waits while the peer is not reading (the outbound budget is full); meanwhile
+            // nothing more is read from it either.
+            Event::Text(text) => {
+                let _ = tx.send(text).await;
+            }
+            Event::Binary(bytes) => {
+                let _ = tx.send(bytes).await;
+            }
+            Event::Ended(ended) => eprintln!("conn {id} ended: {ended}"),
+            // PINGs are answered and the peer's Close echoed by the engine.
+            _ => {}
+        }
+    }
+    open.lock().unwrap().remove(&id);
+}
+
+// ----- std ------------------------------------------------------------------------------------
+
+fn serve_std(args: Args) {
+    let listener = match std::net::TcpListener::bind(args.addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", args.addr);
+            std::process::exit(1);
+        }
+    };
+    let local = listener.local_addr().unwrap();
+    eprintln!("listening on {local}");
+    let open: Arc<Mutex<HashMap<u64, blocking::Closer>>> = Arc::default();
+    let active = Arc::new(AtomicUsize::new(0));
+    let stopping = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(Arc::clone(&stopping), local);
+    let mut next_id = 0u64;
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        next_id += 1;
+        let (id, config) = (next_id, args.config.clone());
+        let (open, active) = (Arc::clone(&open), Arc::clone(&active));
+        active.fetch_add(1, Ordering::SeqCst);
+        std::thread::spawn(move || {
+            echo_std(id, stream, config, &open);
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    let closers: Vec<_> = open.lock().unwrap().values().cloned().collect();
+    eprintln!("shutting down: closing {} connections", closers.len());
+    for closer in &closers {
+        let _ = closer.close(GOING_AWAY, SHUTDOWN_REASON);
+    }
+    let until = Instant::now() + args.config.engine.close_timeout + Duration::from_millis(200);
+    while active.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::process::exit(0);
+}
+
+fn echo_std(
+    id: u64,
+    stream: std::net::TcpStream,
+    config: IoConfig,
+    open: &Mutex<HashMap<u64, blocking::Closer>>,
+) {
+    let mut ws = match blocking::WebSocket::accept(stream, config) {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("conn {id} handshake failed: {e}");
+            return;
+        }
+    };
+    // The closer lets shutdown reach this thread while it is blocked reading.
+    open.lock().unwrap().insert(id, ws.closer());
+    while let Some(event) = ws.read() {
+        match event {
+            Event::Text(text) => {
+                let _ = ws.send(text);
+            }
+            Event::Binary(bytes) => {
+                let _ = ws.send(bytes);
+            }
+            Event::Ended(ended) => eprintln!("conn {id} ended: {ended}"),
+            _ => {}
+        }
+    }
+    open.lock().unwrap().remove(&id);
+}
+
+/// SIGINT handling for the std runtime, borrowed from tokio on a helper thread: the first
+/// Ctrl-C sets `stopping` and wakes the accept loop (by connecting to it), the second exits.
+fn watch_ctrl_c(stopping: Arc<AtomicBool>, local: SocketAddr) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("signal runtime");
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            stopping.store(true, Ordering::SeqCst);
+            let _ = std::net::TcpStream::connect(local);
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("second Ctrl-C: exiting now");
+            std::process::exit(0);
+        });
+    });
+}

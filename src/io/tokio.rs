@@ -1,0 +1,1103 @@
+//! The async adapter (feature `tokio`): each connection is one task that owns the socket and
+//! the engine.
+//!
+//! The task reads, writes and fires the engine's timers; nothing else touches the socket, so
+//! there are no split halves that both write. The application gets:
+//!
+//! - a [`Sender`], cloneable: any number of tasks send to one connection, and every frame still
+//!   goes through the engine's one queue. The engine's byte budget
+//!   ([`Config::max_outbound_bytes`](crate::Config::max_outbound_bytes)) reaches it as
+//!   backpressure: [`Sender::send`] waits for room, [`Sender::try_send`] hands the message
+//!   back. Memory stays bounded whatever the peer does.
+//! - a [`Receiver`] of [`Event`]s ([`Receiver::recv`], [`Receiver::poll_recv`]), ending with
+//!   [`Event::Ended`]. When the application does not keep up, the task stops reading the
+//!   socket (inbound backpressure).
+//!
+//! Every `await` here can be dropped (cancelled) without losing or duplicating anything: a
+//! message is either wholly queued or still the caller's, an event is either returned or
+//! still waiting.
+//!
+//! ```no_run
+//! use wsframe::io::{tokio::accept, IoConfig};
+//! use wsframe::Event;
+//!
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     tokio::spawn(async move {
+//!         let Ok((tx, mut rx)) = accept(stream, IoConfig::default()).await else { return };
+//!         while let Some(event) = rx.recv().await {
+//!             match event {
+//!                 Event::Text(text) => { let _ = tx.send(text).await; }
+//!                 Event::Binary(bytes) => { let _ = tx.send(bytes).await; }
+//!                 Event::Ended(ended) => eprintln!("ended: {ended}"),
+//!                 _ => {}
+//!             }
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! # The peer's Close and the application's replies
+//!
+//! The engine echoes the peer's Close once the application has *taken* the Close event, behind
+//! every reply queued before (so an echo server echoes all 100 messages that arrived before a
+//! Close, then the Close). Through a channel, the task taking an event is not the application
+//! having seen it; so the task leaves the Close in the engine (it looks with
+//! [`Connection::peek_event`](crate::Connection::peek_event) and stops reading the socket) until
+//! the application has received every earlier event and is waiting in `recv` again, having sent
+//! its replies, or until the close timeout. Replies sent from other
+//! tasks are not ordered with the Close.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use bytes::Bytes;
+use core::future::poll_fn;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::task::{Context, Poll};
+use core::time::Duration;
+use std::io::{self, IoSlice};
+use std::sync::{Mutex, MutexGuard};
+
+use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ::tokio::net::TcpStream;
+use ::tokio::sync::{mpsc, Notify};
+use ::tokio::time::{sleep_until, timeout_at, Instant as TokioInstant, Sleep};
+
+use super::{io_detail, queue_message, Answer, Error, IoConfig, Message, Teardown};
+use crate::handshake;
+use crate::{Connection, Ended, Event, Instant, Role, SendError, Stats, TransportError, Unsent};
+
+/// At most this many slices (about a dozen frames) go into one vectored write.
+const WRITE_SLICES: usize = 32;
+/// At most about this many bytes are committed for one vectored write: frames committed to a
+/// write can no longer be overtaken by a PONG, so keep it to a few fragments.
+const WRITE_BYTES: usize = 64 << 10;
+
+const OPEN: u8 = 0;
+const CLOSING: u8 = 1;
+const ENDED: u8 = 2;
+
+// ----- opening handshake ----------------------------------------------------------------------
+
+/// Performs the server side of the opening handshake on `stream`, accepting any valid request
+/// (no subprotocol), and starts the connection's task. Must be called inside a Tokio runtime.
+pub async fn accept(stream: TcpStream, config: IoConfig) -> Result<(Sender, Receiver), Error> {
+    accept_with(stream, config, |_| Ok(handshake::Accept::new()))
+        .await
+        .map(|(tx, rx, _)| (tx, rx))
+}
+
+/// Performs the server side of the opening handshake, letting `decide` look at the request
+/// (path, Origin, subprotocols) first: `Ok(accept)` answers 101 (with the chosen subprotocol
+/// and headers), `Err(rejection)` writes that HTTP response and fails with
+/// [`Error::Rejected`]. An invalid request is refused the same way without asking. Starts the
+/// connection's task and returns its handles and the request.
+pub async fn accept_with<F>(
+    mut stream: TcpStream,
+    config: IoConfig,
+    decide: F,
+) -> Result<(Sender, Receiver, handshake::Request), Error>
+where
+    F: FnOnce(&handshake::Request) -> Result<handshake::Accept, handshake::Rejection>,
+{
+    let deadline = TokioInstant::now() + config.handshake_timeout;
+    let mut server = handshake::ServerHandshake::new(handshake::HandshakeLimits::default());
+    let mut buf = alloc::vec![0u8; 4096];
+    let request = loop {
+        let n = read_before(&mut stream, &mut buf, deadline).await?;
+        match server.receive(&buf[..n]) {
+            Ok(handshake::ServerStatus::Partial) => {}
+            Ok(handshake::ServerStatus::Complete(request)) => break request,
+            Err(rejection) => {
+                refuse(&mut stream, rejection.response(), deadline).await;
+                return Err(Error::Rejected(rejection));
+            }
+        }
+    };
+    match super::answer(&request, decide) {
+        Answer::Accept(response) => write_before(&mut stream, &response, deadline).await?,
+        Answer::Refuse(response, error) => {
+            refuse(&mut stream, &response, deadline).await;
+            return Err(error);
+        }
+    }
+    let (tx, rx) = start(stream, Role::Server, config, request.leftover())?;
+    Ok((tx, rx, request))
+}
+
+/// Connects to a `ws://` URL, performs the client side of the opening handshake and starts the
+/// connection's task. Must be called inside a Tokio runtime.
+pub async fn connect(url: &str, config: IoConfig) -> Result<(Sender, Receiver), Error> {
+    connect_with(url, handshake::ClientOptions::new(), config)
+        .await
+        .map(|(tx, rx, _)| (tx, rx))
+}
+
+/// Like [`connect`], with request options (subprotocols, headers); returns the server's
+/// response too.
+pub async fn connect_with(
+    url: &str,
+    options: handshake::ClientOptions,
+    config: IoConfig,
+) -> Result<(Sender, Receiver, handshake::Response), Error> {
+    let deadline = TokioInstant::now() + config.handshake_timeout;
+    let (mut client, request) =
+        handshake::ClientHandshake::new(url, options, &mut crate::random::OsRandom)
+            .map_err(Error::Request)?;
+    let target = client.target();
+    let connecting = TcpStream::connect((target.host(), target.port()));
+    let mut stream = match timeout_at(deadline, connecting).await {
+        Ok(stream) => stream?,
+        Err(_) => return Err(Error::HandshakeTimeout),
+    };
+    write_before(&mut stream, &request, deadline).await?;
+    let mut buf = alloc::vec![0u8; 4096];
+    let response = loop {
+        let n = read_before(&mut stream, &mut buf, deadline).await?;
+        match client.receive(&buf[..n]).map_err(Error::Handshake)? {
+            handshake::ClientStatus::Partial => {}
+            handshake::ClientStatus::Complete(response) => break response,
+        }
+    };
+    let (tx, rx) = start(stream, Role::Client, config, response.leftover())?;
+    Ok((tx, rx, response))
+}
+
+/// Writes a refusal and closes our side, best effort: the peer is refused either way.
+async fn refuse(stream: &mut TcpStream, response: &[u8], deadline: TokioInstant) {
+    if write_before(stream, response, deadline).await.is_ok() {
+        let _ = timeout_at(deadline, stream.shutdown()).await;
+    }
+}
+
+async fn read_before(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: TokioInstant,
+) -> Result<usize, Error> {
+    match timeout_at(deadline, stream.read(buf)).await {
+        Err(_) => Err(Error::HandshakeTimeout),
+        Ok(Ok(0)) => Err(Error::HandshakeEof),
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(Error::Io(e)),
+    }
+}
+
+async fn write_before(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    deadline: TokioInstant,
+) -> Result<(), Error> {
+    match timeout_at(deadline, stream.write_all(bytes)).await {
+        Err(_) => Err(Error::HandshakeTimeout),
+        Ok(result) => result.map_err(Error::Io),
+    }
+}
+
+/// Starts the task for a stream whose opening handshake is done (`leftover`: the bytes read
+/// past the handshake, the first frames). Must be called inside a Tokio runtime.
+pub fn start(
+    stream: TcpStream,
+    role: Role,
+    config: IoConfig,
+    leftover: &[u8],
+) -> io::Result<(Sender, Receiver)> {
+    // Frames are small and latency matters more than packet count.
+    stream.set_nodelay(true)?;
+    let epoch = TokioInstant::now();
+    let conn = match role {
+        Role::Server => Connection::server(config.engine.clone(), Instant::ZERO),
+        Role::Client => Connection::client_os_random(config.engine.clone(), Instant::ZERO),
+    };
+    let shared = Arc::new(Shared {
+        budget: config.engine.max_outbound_bytes,
+        reserved: AtomicUsize::new(0),
+        state: AtomicU8::new(OPEN),
+        room: Notify::new(),
+        wake: Notify::new(),
+        control: Mutex::new(Control::default()),
+        close_held: AtomicBool::new(false),
+        waiting_at: AtomicU64::new(0),
+        stats: Mutex::new(Stats::default()),
+        tail: Mutex::new(VecDeque::new()),
+        ended: Notify::new(),
+    });
+    let (command_tx, command_rx) = mpsc::channel(config.send_capacity.max(1));
+    let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
+    let mut driver = Driver {
+        stream,
+        conn,
+        epoch,
+        write_timeout: config.write_timeout,
+        close_timeout: config.engine.close_timeout,
+        shared: Arc::clone(&shared),
+        commands: command_rx,
+        commands_open: true,
+        events: event_tx,
+        backlog: VecDeque::new(),
+        ended: None,
+        delivered: 0,
+        close_held_since: None,
+        close_released: false,
+        stalled: None,
+        refused: Unsent::default(),
+        engine_queued: 0,
+        write_deadline: None,
+        write_blocked: false,
+        read_closed: false,
+        read_buf: alloc::vec![0; config.read_buffer_size.max(512)],
+        timer: Box::pin(sleep_until(epoch)),
+        timer_at: None,
+    };
+    if !leftover.is_empty() {
+        driver.feed_input(leftover);
+    }
+    ::tokio::spawn(driver.run());
+    let tx = Sender {
+        commands: command_tx,
+        shared: Arc::clone(&shared),
+    };
+    let rx = Receiver {
+        events: event_rx,
+        shared,
+        consumed: 0,
+        done: false,
+    };
+    Ok((tx, rx))
+}
+
+// ----- state shared between the task and the handles -----------------------------------------
+
+#[derive(Default)]
+struct Control {
+    ping: Option<Bytes>,
+    /// Code, reason, and whether queued data is dropped (`close_now`).
+    close: Option<(u16, String, bool)>,
+}
+
+struct Shared {
+    /// The engine's outbound budget, mirrored here so senders feel it before queueing.
+    budget: usize,
+    /// Data bytes accepted from senders and not yet written: in the command channel plus in
+    /// the engine's queue. Senders add; the task subtracts what the engine wrote or refused.
+    reserved: AtomicUsize,
+    /// OPEN, CLOSING (no more data accepted) or ENDED.
+    state: AtomicU8,
+    /// Wakes senders waiting for budget.
+    room: Notify,
+    /// Wakes the task: a control request, or the receiver waiting while a Close is held.
+    wake: Notify,
+    control: Mutex<Control>,
+    /// The task holds back the peer's Close until the application catches up.
+    close_held: AtomicBool,
+    /// `consumed + 1` when the receiver last found no event waiting (0: never).
+    waiting_at: AtomicU64,
+    stats: Mutex<Stats>,
+    /// Events left when the task ended (the last is `Ended`), read after the channel.
+    tail: Mutex<VecDeque<Event>>,
+    /// Wakes [`Sender::closed`].
+    ended: Notify,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data guarded here stays consistent whatever panicked while holding the lock.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn is_open(&self) -> bool {
+        self.state.load(Ordering::Acquire) == OPEN
+    }
+
+    /// Reserves `len` bytes of budget. Like the engine, an empty queue takes any one message,
+    /// so the engine never refuses what was reserved here.
+    fn try_reserve(&self, len: usize) -> bool {
+        let mut current = self.reserved.load(Ordering::Acquire);
+        loop {
+            if current != 0 && current.saturating_add(len) > self.budget {
+                return false;
+            }
+            match self.reserved.compare_exchange_weak(
+                current,
+                current + len,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn release(&self, len: usize) {
+        if len > 0 {
+            self.reserved.fetch_sub(len, Ordering::AcqRel);
+            self.room.notify_waiters();
+        }
+    }
+
+    fn close_sending(&self) {
+        let _ = self
+            .state
+            .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+// ----- the application's handles --------------------------------------------------------------
+
+/// The sending half of a connection: cloneable, usable from any number of tasks. Dropping
+/// every `Sender` and the [`Receiver`] closes the connection with 1000.
+#[derive(Clone)]
+pub struct Sender {
+    commands: mpsc::Sender<Message>,
+    shared: Arc<Shared>,
+}
+
+impl core::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sender")
+            .field("queued_bytes", &self.queued_bytes())
+            .field("open", &self.shared.is_open())
+            .finish()
+    }
+}
+
+/// The message could not be sent: the connection is closing or has ended.
+#[derive(Debug, Clone)]
+pub struct Closed(pub Message);
+
+impl core::fmt::Display for Closed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "connection is closing or ended; message of {} bytes handed back",
+            self.0.len()
+        )
+    }
+}
+
+impl std::error::Error for Closed {}
+
+/// Why [`Sender::try_send`] handed the message back.
+#[derive(Debug, Clone)]
+pub enum TrySendError {
+    /// The outbound budget (or the command channel) is full: the peer is not keeping up.
+    Full(Message),
+    /// The connection is closing or has ended.
+    Closed(Message),
+}
+
+impl TrySendError {
+    /// The message handed back.
+    pub fn into_inner(self) -> Message {
+        match self {
+            TrySendError::Full(m) | TrySendError::Closed(m) => m,
+        }
+    }
+}
+
+impl core::fmt::Display for TrySendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TrySendError::Full(m) => write!(
+                f,
+                "outbound queue full; message of {} bytes handed back",
+                m.len()
+            ),
+            TrySendError::Closed(m) => Closed(m.clone()).fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TrySendError {}
+
+impl Sender {
+    /// Queues a message, waiting while the outbound budget is full.
+    ///
+    /// Cancel-safe: dropping the future before it completes leaves nothing queued and no
+    /// budget taken.
+    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Closed> {
+        let message = message.into();
+        if !self.shared.is_open() {
+            return Err(Closed(message));
+        }
+        // A channel slot first (holds no budget while waiting), then the budget; the message
+        // moves into the channel only in the same synchronous step that took the budget.
+        let Ok(permit) = self.commands.reserve().await else {
+            return Err(Closed(message));
+        };
+        let len = message.len();
+        loop {
+            let room = self.shared.room.notified();
+            let mut room = core::pin::pin!(room);
+            // Registered before checking, so a release between the check and the wait is seen.
+            room.as_mut().enable();
+            if !self.shared.is_open() {
+                return Err(Closed(message));
+            }
+            if self.shared.try_reserve(len) {
+                permit.send(message);
+                return Ok(());
+            }
+            room.await;
+        }
+    }
+
+    /// Queues a message if the budget and the channel have room now; otherwise hands it back.
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
+        let message = message.into();
+        if !self.shared.is_open() {
+            return Err(TrySendError::Closed(message));
+        }
+        let permit = match self.commands.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Full(())) => return Err(TrySendError::Full(message)),
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                return Err(TrySendError::Closed(message))
+            }
+        };
+        if !self.shared.try_reserve(message.len()) {
+            return Err(TrySendError::Full(message));
+        }
+        permit.send(message);
+        Ok(())
+    }
+
+    /// Sends a PING (at most 125 bytes). It overtakes queued data; a PING not yet started is
+    /// replaced. Its PONG updates [`Stats::last_rtt`].
+    pub fn ping(&self, payload: impl Into<Bytes>) -> Result<(), SendError> {
+        let payload = payload.into();
+        if payload.len() > crate::frame::MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong(payload.len()));
+        }
+        if !self.shared.is_open() {
+            return Err(SendError::Closing { payload });
+        }
+        lock(&self.shared.control).ping = Some(payload);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Starts the close handshake: the Close goes out behind every message this task sent
+    /// before. No data is accepted afterwards. The connection ends when the peer answers, or
+    /// at the close timeout. Closing again does nothing.
+    pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError> {
+        if !crate::close::is_sendable(code) {
+            return Err(SendError::InvalidCloseCode(code));
+        }
+        if reason.len() > crate::frame::MAX_CONTROL_PAYLOAD - 2 {
+            return Err(SendError::ControlTooLong(reason.len() + 2));
+        }
+        self.shared.close_sending();
+        lock(&self.shared.control)
+            .close
+            .get_or_insert_with(|| (code, String::from(reason), false));
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Closes without waiting for queued data (see
+    /// [`Connection::close_now`](crate::Connection::close_now)): messages not yet started are
+    /// dropped and counted in the end report, and the Close goes out after the frame in flight.
+    /// For a peer that has fallen too far behind. Overrides a pending [`close`](Self::close).
+    pub fn close_now(&self, code: u16, reason: &str) -> Result<(), SendError> {
+        if !crate::close::is_sendable(code) {
+            return Err(SendError::InvalidCloseCode(code));
+        }
+        if reason.len() > crate::frame::MAX_CONTROL_PAYLOAD - 2 {
+            return Err(SendError::ControlTooLong(reason.len() + 2));
+        }
+        self.shared.close_sending();
+        lock(&self.shared.control).close = Some((code, String::from(reason), true));
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Data bytes sent and not yet written (waiting in the channel or in the engine's queue).
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.reserved.load(Ordering::Acquire)
+    }
+
+    /// The connection's counters, as of the task's last step.
+    pub fn stats(&self) -> Stats {
+        *lock(&self.shared.stats)
+    }
+
+    /// True once no more data is accepted (closing or ended).
+    pub fn is_closed(&self) -> bool {
+        !self.shared.is_open()
+    }
+
+    /// Waits until the connection has ended (or its task is gone, say with its runtime).
+    /// Cancel-safe.
+    pub async fn closed(&self) {
+        loop {
+            let ended = self.shared.ended.notified();
+            let mut ended = core::pin::pin!(ended);
+            ended.as_mut().enable();
+            if self.shared.state.load(Ordering::Acquire) == ENDED {
+                return;
+            }
+            ::tokio::select! {
+                () = ended => {}
+                () = self.commands.closed() => return,
+            }
+        }
+    }
+}
+
+/// The receiving half of a connection: the peer's messages, PINGs, PONGs and Close, then
+/// [`Event::Ended`] last, then `None`. ([`Event::Writable`] is the adapter's own and never
+/// appears.)
+pub struct Receiver {
+    events: mpsc::Receiver<Event>,
+    shared: Arc<Shared>,
+    /// Events returned so far.
+    consumed: u64,
+    done: bool,
+}
+
+impl core::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("consumed", &self.consumed)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl Receiver {
+    /// The next event; `None` after [`Event::Ended`]. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Event> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next event; `Ready(None)` after [`Event::Ended`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.events.poll_recv(cx) {
+            Poll::Ready(Some(event)) => {
+                self.consumed += 1;
+                Poll::Ready(Some(event))
+            }
+            Poll::Ready(None) => {
+                // The task has ended: what it could not put in the channel, then `Ended`.
+                let next = lock(&self.shared.tail).pop_front();
+                if matches!(next, None | Some(Event::Ended(_))) {
+                    self.done = true;
+                }
+                Poll::Ready(next)
+            }
+            Poll::Pending => {
+                // Everything delivered so far has been taken and the application asks for
+                // more: if the task holds the peer's Close, this is its moment. SeqCst pairs
+                // with the task's store of `close_held` and load of `waiting_at`: one of the
+                // two sides always sees the other.
+                self.shared
+                    .waiting_at
+                    .store(self.consumed + 1, Ordering::SeqCst);
+                if self.shared.close_held.load(Ordering::SeqCst) {
+                    self.shared.wake.notify_one();
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The connection's counters, as of the task's last step.
+    pub fn stats(&self) -> Stats {
+        *lock(&self.shared.stats)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // The task stops holding back a Close for nobody, and closes if no Sender is left.
+        self.shared.wake.notify_one();
+    }
+}
+
+// ----- the task -------------------------------------------------------------------------------
+
+/// What woke the task.
+enum Woke {
+    Timer,
+    Writable(io::Result<()>),
+    Readable(io::Result<()>),
+    Command(Option<Message>),
+    /// Anything handled at the top of the loop (control requests, the receiver waiting, an
+    /// event delivered).
+    Nudge,
+}
+
+struct Driver {
+    stream: TcpStream,
+    conn: Connection,
+    /// The engine's epoch: `Instant::ZERO` is this moment.
+    epoch: TokioInstant,
+    write_timeout: Duration,
+    close_timeout: Duration,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Message>,
+    commands_open: bool,
+    events: mpsc::Sender<Event>,
+    /// Events taken from the engine that the channel had no room for yet. While any wait, the
+    /// socket is not read.
+    backlog: VecDeque<Event>,
+    ended: Option<Ended>,
+    /// Events put into the channel so far.
+    delivered: u64,
+    /// Since when the peer's Close has been left in the engine, waiting for the application
+    /// to catch up (see the module docs).
+    close_held_since: Option<TokioInstant>,
+    /// The application caught up (or the wait is over): the Close may be taken.
+    close_released: bool,
+    /// A message the engine refused for backpressure (the budget mirror should prevent it).
+    stalled: Option<Message>,
+    /// Messages that reached the task after no more data could be sent.
+    refused: Unsent,
+    /// The engine's queued bytes as last seen, to release budget as they are written.
+    engine_queued: usize,
+    /// The deadline of the frame being written; `None` when no frame is in progress.
+    write_deadline: Option<TokioInstant>,
+    /// The last write would have blocked: wait for writability.
+    write_blocked: bool,
+    read_closed: bool,
+    read_buf: Vec<u8>,
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<TokioInstant>,
+}
+
+impl Driver {
+    fn now(&self) -> Instant {
+        Instant::from_duration(self.epoch.elapsed())
+    }
+
+    async fn run(mut self) {
+        loop {
+            self.take_control();
+            self.take_commands();
+            self.pump_events();
+            if self.ended.is_none() && self.release_close() {
+                continue;
+            }
+            if self.ended.is_none() {
+                self.write();
+                self.pump_events();
+            }
+            self.sync_budget();
+            *lock(&self.shared.stats) = self.conn.stats();
+            if self.ended.is_some() {
+                break;
+            }
+            self.wait().await;
+        }
+        self.finish().await;
+    }
+
+    /// Sleeps until something needs the task: input, room to write, room in the event
+    /// channel, a command, a control request, or a timer.
+    async fn wait(&mut self) {
+        let can_read =
+            self.backlog.is_empty() && self.close_held_since.is_none() && !self.read_closed;
+        let want_write = self.write_blocked && !self.conn.is_transmit_idle();
+        let take_commands = self.commands_open && self.stalled.is_none();
+        let has_backlog = !self.backlog.is_empty();
+        self.arm_timer();
+        let timer_armed = self.timer_at.is_some();
+        // Branches only say what happened (the permit, which borrows the channel, is used
+        // in place); the handling follows, with `self` free again.
+        let woke = ::tokio::select! {
+            biased;
+            () = self.timer.as_mut(), if timer_armed => Woke::Timer,
+            ready = self.stream.writable(), if want_write => Woke::Writable(ready),
+            ready = self.stream.readable(), if can_read => Woke::Readable(ready),
+            permit = self.events.reserve(), if has_backlog => {
+                match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.backlog.pop_front() {
+                            permit.send(event);
+                            self.delivered += 1;
+                        }
+                    }
+                    // Nobody receives any more.
+                    Err(_) => self.backlog.clear(),
+                }
+                Woke::Nudge
+            }
+            message = self.commands.recv(), if take_commands => Woke::Command(message),
+            () = self.shared.wake.notified() => Woke::Nudge,
+        };
+        match woke {
+            Woke::Timer => {
+                self.timer_at = None;
+                self.on_timer();
+            }
+            Woke::Writable(ready) => {
+                self.write_blocked = false;
+                if let Err(e) = ready {
+                    let now = self.now();
+                    self.conn
+                        .transport_failed(now, TransportError::Io(io_detail("write", &e)));
+                }
+            }
+            Woke::Readable(Ok(())) => self.read(),
+            Woke::Readable(Err(e)) => {
+                self.read_closed = true;
+                let now = self.now();
+                self.conn
+                    .transport_failed(now, TransportError::Io(io_detail("read", &e)));
+            }
+            Woke::Command(Some(message)) => self.queue(message),
+            Woke::Command(None) => self.commands_open = false,
+            Woke::Nudge => {}
+        }
+    }
+
+    /// The earliest of the engine's next timer, the write deadline and the held Close's
+    /// deadline. A timer already armed earlier is kept: firing early is harmless (the engine
+    /// acts only on what is due), and it saves re-arming on every step.
+    fn arm_timer(&mut self) {
+        let engine = self
+            .conn
+            .poll_timeout()
+            .map(|t| self.epoch + t.since_epoch());
+        let write = self
+            .write_deadline
+            .filter(|_| !self.conn.is_transmit_idle());
+        let held = self.close_held_since.map(|since| since + self.close_timeout);
+        let next = [engine, write, held].into_iter().flatten().min();
+        match next {
+            None => self.timer_at = None,
+            Some(at) => {
+                if self.timer_at.is_none_or(|armed| armed > at) {
+                    self.timer.as_mut().reset(at);
+                    self.timer_at = Some(at);
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self) {
+        if self
+            .write_deadline
+            .is_some_and(|d| d <= TokioInstant::now())
+        {
+            // Try once more; `write` ends the connection if the frame is still stuck.
+            self.write_blocked = false;
+        }
+        let now = self.now();
+        if self.conn.poll_timeout().is_some_and(|t| t <= now) {
+            self.conn.handle_timeout(now);
+        }
+    }
+
+    fn read(&mut self) {
+        match self.stream.try_read(&mut self.read_buf) {
+            Ok(0) => {
+                self.read_closed = true;
+                let now = self.now();
+                self.conn.transport_closed(now);
+            }
+            Ok(n) => {
+                // Taken out of `self` for the call: the buffer is reused.
+                let buf = core::mem::take(&mut self.read_buf);
+                self.feed_input(&buf[..n]);
+                self.read_buf = buf;
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                self.read_closed = true;
+                let now = self.now();
+                self.conn
+                    .transport_failed(now, TransportError::Io(io_detail("read", &e)));
+            }
+        }
+    }
+
+    /// Feeds received bytes to the engine. A protocol error is the engine's to report (it
+    /// queues the Close and ends the connection with the reason).
+    fn feed_input(&mut self, data: &[u8]) {
+        let now = self.now();
+        let _ = self.conn.receive(now, data);
+    }
+
+    /// Lets the held Close through once the application has caught up, nobody receives, or
+    /// the close timeout passed. Returns whether it did.
+    fn release_close(&mut self) -> bool {
+        let Some(since) = self.close_held_since else {
+            return false;
+        };
+        let overdue = TokioInstant::now() >= since + self.close_timeout;
+        let caught_up = self.backlog.is_empty()
+            && self.shared.waiting_at.load(Ordering::SeqCst) == self.delivered + 1;
+        // Once we closed (or failed), the peer's Close is an answer, not something to echo.
+        let answer = !self.conn.can_send();
+        if !(overdue || caught_up || answer || self.events.is_closed()) {
+            return false;
+        }
+        // The replies the application sent before asking for more are in the channel now:
+        // queue them before the engine is given the go-ahead to echo.
+        self.take_commands();
+        if self.stalled.is_some() && !overdue && !answer {
+            return false;
+        }
+        self.close_held_since = None;
+        self.close_released = true;
+        self.shared.close_held.store(false, Ordering::SeqCst);
+        true
+    }
+
+    /// Acts on ping and close requests from the handles.
+    fn take_control(&mut self) {
+        let (ping, close) = {
+            let mut control = lock(&self.shared.control);
+            (control.ping.take(), control.close.take())
+        };
+        if ping.is_some() || close.is_some() {
+            // `ping` and `close` take no time: they stamp the PING and start the close
+            // timeout at the engine's clock, which has stood still since its last input.
+            // Bring it to now first (this fires only timers that are due anyway).
+            let now = self.now();
+            self.conn.handle_timeout(now);
+        }
+        if let Some(payload) = ping {
+            // Refused only when closing, which the handle reports itself.
+            let _ = self.conn.ping(payload);
+        }
+        if let Some((code, reason, now)) = close {
+            if now {
+                let _ = self.conn.close_now(code, &reason);
+            } else {
+                // Data sent before the close goes first.
+                self.take_commands();
+                if self.stalled.is_some() {
+                    lock(&self.shared.control).close = Some((code, reason, false));
+                } else {
+                    let _ = self.conn.close(code, &reason);
+                }
+            }
+        }
+        if !self.commands_open && self.events.is_closed() && self.conn.can_send() {
+            // Nobody can send or receive any more: close normally.
+            let now = self.now();
+            self.conn.handle_timeout(now);
+            let _ = self.conn.close(crate::close::NORMAL, "");
+        }
+    }
+
+    /// Moves the messages waiting in the channel into the engine, without waiting.
+    fn take_commands(&mut self) {
+        let mut budget = self.commands.max_capacity();
+        while self.stalled.is_none() && budget > 0 {
+            match self.commands.try_recv() {
+                Ok(message) => self.queue(message),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.commands_open = false;
+                    break;
+                }
+            }
+            budget -= 1;
+        }
+    }
+
+    fn queue(&mut self, message: Message) {
+        let len = message.len();
+        match queue_message(&mut self.conn, message) {
+            Ok(()) => self.engine_queued += len,
+            Err((message, SendError::Backpressure { .. })) => self.stalled = Some(message),
+            Err(_) => {
+                // No more data may be sent: the message is counted as unsent at the end.
+                self.shared.release(len);
+                self.refused.messages += 1;
+                self.refused.bytes += len;
+            }
+        }
+    }
+
+    /// Takes every engine event into the backlog, then moves what fits into the channel.
+    fn pump_events(&mut self) {
+        loop {
+            // Taking the peer's Close queues its echo: leave it in the engine until the
+            // application has caught up with the events before it (module docs).
+            if matches!(self.conn.peek_event(), Some(Event::Close(_)))
+                && self.conn.can_send()
+                && !self.close_released
+            {
+                if self.close_held_since.is_none() {
+                    self.close_held_since = Some(TokioInstant::now());
+                    self.shared.close_held.store(true, Ordering::SeqCst);
+                }
+                break;
+            }
+            let Some(event) = self.conn.poll_event() else {
+                break;
+            };
+            match event {
+                Event::Writable => {
+                    if let Some(message) = self.stalled.take() {
+                        self.queue(message);
+                    }
+                }
+                Event::Ended(ended) => self.ended = Some(*ended),
+                event => self.backlog.push_back(event),
+            }
+        }
+        if self.events.is_closed() {
+            self.backlog.clear();
+            return;
+        }
+        while let Some(event) = self.backlog.pop_front() {
+            match self.events.try_send(event) {
+                Ok(()) => self.delivered += 1,
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    self.backlog.push_front(event);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Writes what the socket takes now, each frame under a fresh write deadline, reporting
+    /// each count to the engine right after the write returns.
+    fn write(&mut self) {
+        while !self.write_blocked && !self.conn.is_transmit_idle() {
+            let now = TokioInstant::now();
+            // A frame starts: it gets the whole write timeout, however long we were idle.
+            let deadline = *self.write_deadline.get_or_insert(now + self.write_timeout);
+            let mut chunks: [&[u8]; WRITE_SLICES] = [&[]; WRITE_SLICES];
+            let n = self.conn.transmit_chunks(&mut chunks, WRITE_BYTES);
+            let slices: [IoSlice<'_>; WRITE_SLICES] =
+                core::array::from_fn(|i| IoSlice::new(chunks[i]));
+            let result = self.stream.try_write_vectored(&slices[..n]);
+            match result {
+                Ok(0) => {
+                    let now = self.now();
+                    self.conn.transport_failed(
+                        now,
+                        TransportError::Io(String::from("write: connection accepted no bytes")),
+                    );
+                }
+                Ok(written) => {
+                    // No await between the write and this report, so a cancelled or
+                    // interrupted task can never lose the count.
+                    if self.conn.advance_transmit(written) > 0 {
+                        self.write_deadline = None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    if now >= deadline {
+                        let now = self.now();
+                        self.conn
+                            .transport_failed(now, TransportError::WriteTimeout);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let now = self.now();
+                    self.conn
+                        .transport_failed(now, TransportError::Io(io_detail("write", &e)));
+                }
+            }
+        }
+        if self.conn.is_transmit_idle() {
+            self.write_deadline = None;
+        }
+    }
+
+    /// Releases the budget of what the engine wrote (or dropped), and marks the handles
+    /// closed once no more data can be sent.
+    fn sync_budget(&mut self) {
+        let queued = self.conn.queued_bytes();
+        if queued < self.engine_queued {
+            self.shared.release(self.engine_queued - queued);
+        }
+        self.engine_queued = queued;
+        if !self.conn.can_send() {
+            self.shared.close_sending();
+        }
+    }
+
+    /// Publishes the end, then closes the socket as section 7.1.1 asks.
+    async fn finish(mut self) {
+        let Some(mut ended) = self.ended.take() else {
+            return;
+        };
+        // Whatever never reached the engine was not sent either.
+        self.commands.close();
+        let mut unsent = self.refused;
+        let mut count = |message: &Message| {
+            unsent.messages += 1;
+            unsent.bytes += message.len();
+        };
+        if let Some(message) = self.stalled.take() {
+            count(&message);
+        }
+        while let Ok(message) = self.commands.try_recv() {
+            count(&message);
+        }
+        ended.unsent.messages += unsent.messages;
+        ended.unsent.bytes += unsent.bytes;
+        let teardown = Teardown::for_end(self.conn.role(), &ended.reason);
+        *lock(&self.shared.stats) = self.conn.stats();
+        {
+            let mut tail = lock(&self.shared.tail);
+            tail.extend(self.backlog.drain(..));
+            tail.push_back(Event::Ended(Box::new(ended)));
+        }
+        self.shared.state.store(ENDED, Ordering::Release);
+        self.shared.reserved.store(0, Ordering::Release);
+        self.shared.room.notify_waiters();
+        self.shared.ended.notify_waiters();
+        let Driver {
+            mut stream,
+            events,
+            close_timeout,
+            ..
+        } = self;
+        // The receiver sees the end of the channel, then the tail.
+        drop(events);
+        let until = TokioInstant::now() + close_timeout;
+        match teardown {
+            Teardown::Abort => {}
+            Teardown::ServerLinger => {
+                let _ = timeout_at(until, stream.shutdown()).await;
+                drain_until_eof(&mut stream, until).await;
+            }
+            Teardown::ClientWait => drain_until_eof(&mut stream, until).await,
+        }
+    }
+}
+
+/// Reads and discards until the peer closes, an error, or `until`.
+async fn drain_until_eof(stream: &mut TcpStream, until: TokioInstant) {
+    let mut buf = [0u8; 2048];
+    let _ = timeout_at(until, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
