@@ -29,7 +29,7 @@ fn main() {
             Some("client") => client_engine(),
             _ => Connection::server(config(), Instant::ZERO),
         };
-        let payload = bytes::Bytes::from(payload(size, Kind::Binary, 1));
+        let payload = static_bytes(payload(size, Kind::Binary, 1));
         let written = wsframe_send(&mut conn, &payload, messages);
         println!("sent {messages} messages of {size} bytes ({written} bytes)");
         return;

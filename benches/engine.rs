@@ -67,7 +67,7 @@ fn send(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("send/{role}"));
         for size in SIZES {
             let count = count_for(size);
-            let payload = Bytes::from(payload(size, Kind::Binary, 1));
+            let payload = static_bytes(payload(size, Kind::Binary, 1));
             let mut conn = match role {
                 "server" => Connection::server(config(), Instant::ZERO),
                 _ => client_engine(),

@@ -523,7 +523,10 @@ fn close_now_drops_queued_data_and_closes_after_the_frame_in_flight() {
     wire.extend_from_slice(&t.payload[..100]);
     let n = t.header.len() + 100;
     pair.server.conn.advance_transmit(n);
-    pair.server.conn.close_now(1013, "subscriber too slow").unwrap();
+    pair.server
+        .conn
+        .close_now(1013, "subscriber too slow")
+        .unwrap();
     wire.extend(drain_transmit(&mut pair.server.conn, usize::MAX));
     let frames = parse_stream(&wire).unwrap();
     assert_eq!(frames.len(), 2, "the message in flight, then the Close");
@@ -535,5 +538,11 @@ fn close_now_drops_queued_data_and_closes_after_the_frame_in_flight() {
     pair.pump();
     let end = ended(&pair.server.events).unwrap();
     assert!(matches!(end.reason, EndReason::ClosedLocally { ref sent, .. } if sent.code == 1013));
-    assert_eq!(end.unsent, Unsent { messages: 9, bytes: 9000 });
+    assert_eq!(
+        end.unsent,
+        Unsent {
+            messages: 9,
+            bytes: 9000
+        }
+    );
 }

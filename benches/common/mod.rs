@@ -146,14 +146,15 @@ pub fn client_stream(size: usize, count: usize, kind: Kind) -> Vec<u8> {
 /// The engine configuration used everywhere: defaults, with limits that the largest workload
 /// does not trip and no keepalive (no clock in a benchmark).
 pub fn config() -> Config {
-    let mut c = Config::default();
-    c.ping_interval = None;
-    c.idle_timeout = None;
-    c.max_frame_size = 16 << 20;
-    c.max_message_size = 64 << 20;
-    c.max_outbound_bytes = 64 << 20;
-    c.max_send_fragment = 16 << 20;
-    c
+    Config {
+        ping_interval: None,
+        idle_timeout: None,
+        max_frame_size: 16 << 20,
+        max_message_size: 64 << 20,
+        max_outbound_bytes: 64 << 20,
+        max_send_fragment: 16 << 20,
+        ..Config::default()
+    }
 }
 
 /// A client engine with a cheap deterministic key source (the OS source would measure a
@@ -167,6 +168,13 @@ pub fn client_engine() -> Connection {
         }
     };
     Connection::client(config(), Box::new(random), Instant::ZERO)
+}
+
+/// A payload as `Bytes` that costs nothing to clone or drop (static storage, leaked once per
+/// benchmark): the send benchmarks measure the engines, not the atomic reference count of a
+/// shared buffer that some applications have and others do not.
+pub fn static_bytes(data: Vec<u8>) -> bytes::Bytes {
+    bytes::Bytes::from_static(Box::leak(data.into_boxed_slice()))
 }
 
 /// Feeds `input` to a server engine in `READ_SIZE` reads and takes every event, as an IO
@@ -235,7 +243,10 @@ pub fn limit_fused(input: &[u8], out: &mut [u8]) -> usize {
     while at + 2 <= input.len() {
         let b1 = input[at + 1];
         let (len, mut h) = match b1 & 0x7f {
-            126 => (u16::from_be_bytes([input[at + 2], input[at + 3]]) as usize, 4),
+            126 => (
+                u16::from_be_bytes([input[at + 2], input[at + 3]]) as usize,
+                4,
+            ),
             127 => {
                 let mut be = [0u8; 8];
                 be.copy_from_slice(&input[at + 2..at + 10]);
@@ -243,7 +254,12 @@ pub fn limit_fused(input: &[u8], out: &mut [u8]) -> usize {
             }
             n => (n as usize, 2),
         };
-        let key = [input[at + h], input[at + h + 1], input[at + h + 2], input[at + h + 3]];
+        let key = [
+            input[at + h],
+            input[at + h + 1],
+            input[at + h + 2],
+            input[at + h + 3],
+        ];
         h += 4;
         let src = &input[at + h..at + h + len];
         let dst = &mut out[written..written + len];

@@ -133,7 +133,7 @@ fn engine(client: bool, config: &Config, seed: u64) -> Connection {
         let mut rng = Rng::new(seed ^ 0x5eed);
         let random = move |buf: &mut [u8]| {
             for b in buf {
-                *b = rng.next() as u8;
+                *b = rng.next_u64() as u8;
             }
         };
         Connection::client(config.clone(), Box::new(random), Instant::ZERO)
@@ -192,8 +192,8 @@ fn drive(client: bool, setup: &Setup, input: &[u8], mode: Mode) -> Outcome {
         let chunk = &input[pos..pos + n];
         pos += n;
         if mode == Mode::Timed {
-            let r = d.rng.next();
-            let ms = if r % 16 == 0 { 5000 } else { r % 800 };
+            let r = d.rng.next_u64();
+            let ms = if r & 15 == 0 { 5000 } else { r % 800 };
             now = now + Duration::from_millis(ms);
             d.timeout(now);
             if setup.close_at == Some(step) && d.conn.close(1000, "fuzz").is_ok() {
@@ -399,7 +399,7 @@ impl Driver {
     fn write_once(&mut self) -> bool {
         let want = self.rng.size(self.setup.write_max);
         let frames_before = self.wire.frames.len();
-        let written = if self.setup.vectored && self.rng.next() % 2 == 0 {
+        let written = if self.setup.vectored && self.rng.next_u64() & 1 == 0 {
             let mut slices: [&[u8]; 6] = [&[]; 6];
             let max_bytes = self.rng.size(4096);
             let n = self.conn.transmit_chunks(&mut slices, max_bytes);

@@ -67,12 +67,15 @@ fn server(input: &[u8], limits: HandshakeLimits, rng: &mut Rng, chunk_max: usize
                 let parsed = check_http_response(rejection.response());
                 assert_eq!(parsed.status, rejection.status());
                 assert!((400..=599).contains(&parsed.status));
-                assert!(parsed.connection_close, "rejection without Connection: close");
+                assert!(
+                    parsed.connection_close,
+                    "rejection without Connection: close"
+                );
                 return;
             }
             Ok(ServerStatus::Complete(request)) => {
                 // The head ends at the first blank line; what follows is left over, intact.
-                let end = find(input, b"\r\n\r\n").expect("complete without a blank line") + 4;
+                let end = head_end(input).expect("complete without a blank line");
                 // Bytes fed after the head (later pieces were never handed over).
                 assert_eq!(request.leftover(), &input[end..pos], "leftover");
                 assert!(
@@ -80,7 +83,10 @@ fn server(input: &[u8], limits: HandshakeLimits, rng: &mut Rng, chunk_max: usize
                     "accepted a {end}-byte head over the {}-byte limit",
                     limits.max_header_bytes
                 );
-                assert!(input.starts_with(b"GET "), "accepted a request that is not a GET");
+                assert!(
+                    input[leading_empty_lines(input)..].starts_with(b"GET "),
+                    "accepted a request that is not a GET"
+                );
                 // Accept, with the first offered subprotocol or none.
                 let mut accept = Accept::new();
                 if ctl & 0x10 != 0 {
@@ -102,12 +108,8 @@ fn server(input: &[u8], limits: HandshakeLimits, rng: &mut Rng, chunk_max: usize
                 let accept_value = header("sec-websocket-accept").expect("accept header");
                 assert!(check_accept_key(request.key().as_bytes(), &accept_value));
                 // Any rejection the application chooses is well-formed too.
-                let status = 400 + (rng.next() % 200) as u16;
-                let reason: String = input
-                    .iter()
-                    .take(40)
-                    .map(|&b| char::from(b))
-                    .collect();
+                let status = 400 + (rng.next_u64() % 200) as u16;
+                let reason: String = input.iter().take(40).map(|&b| char::from(b)).collect();
                 let rejection = request.reject(status, &reason);
                 let parsed = check_http_response(rejection.response());
                 assert_eq!(parsed.status, status);
@@ -142,9 +144,9 @@ fn client(input: &[u8], limits: HandshakeLimits, rng: &mut Rng, chunk_max: usize
             }
             Err(_) => return,
             Ok(ClientStatus::Complete(response)) => {
-                let end = find(input, b"\r\n\r\n").expect("complete without a blank line") + 4;
+                let end = head_end(input).expect("complete without a blank line");
                 assert_eq!(response.leftover(), &input[end..pos], "leftover");
-                let head = &input[..end];
+                let head = &input[leading_empty_lines(input)..end];
                 assert!(
                     head.starts_with(b"HTTP/1.1 101"),
                     "completed on a status other than 101"
@@ -159,6 +161,39 @@ fn client(input: &[u8], limits: HandshakeLimits, rng: &mut Rng, chunk_max: usize
                 }
                 return;
             }
+        }
+    }
+}
+
+/// Where the head ends: after the first empty line. Lines end in CRLF or, as RFC 9112 section
+/// 2.2 lets a recipient accept (and httparse does), a bare LF.
+fn head_end(input: &[u8]) -> Option<usize> {
+    // Empty lines before the start line are skipped (RFC 9112 section 2.2; httparse does).
+    let mut start = leading_empty_lines(input);
+    let mut first = true;
+    for (i, &b) in input.iter().enumerate().skip(start) {
+        if b == b'\n' {
+            let line = &input[start..i];
+            if !first && (line.is_empty() || line == b"\r") {
+                return Some(i + 1);
+            }
+            first = false;
+            start = i + 1;
+        }
+    }
+    None
+}
+
+/// Bytes of CRLF or LF line ends before the start line.
+fn leading_empty_lines(input: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        if input[i..].starts_with(b"\r\n") {
+            i += 2;
+        } else if input[i..].starts_with(b"\n") {
+            i += 1;
+        } else {
+            return i;
         }
     }
 }
@@ -203,9 +238,14 @@ pub fn check_http_response(bytes: &[u8]) -> ParsedResponse {
     let mut content_length = None;
     let mut connection_close = false;
     for line in lines {
-        let line = line.strip_suffix(b"\r").expect("header line not ended by CRLF");
+        let line = line
+            .strip_suffix(b"\r")
+            .expect("header line not ended by CRLF");
         assert!(!line.contains(&b'\r'), "bare CR in a header line");
-        let colon = line.iter().position(|&b| b == b':').expect("header without ':'");
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .expect("header without ':'");
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         assert!(
             !name.is_empty()
@@ -224,7 +264,10 @@ pub fn check_http_response(bytes: &[u8]) -> ParsedResponse {
         let name = String::from_utf8(name.to_vec()).unwrap();
         if name.eq_ignore_ascii_case("content-length") {
             assert!(content_length.is_none(), "two Content-Length headers");
-            let v: usize = core::str::from_utf8(value).unwrap().parse().expect("length");
+            let v: usize = core::str::from_utf8(value)
+                .unwrap()
+                .parse()
+                .expect("length");
             content_length = Some(v);
         }
         if name.eq_ignore_ascii_case("connection") {

@@ -241,7 +241,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -252,6 +252,6 @@ impl Rng {
 
     /// Uniform-ish in `1..=max` (max >= 1).
     pub fn size(&mut self, max: usize) -> usize {
-        1 + (self.next() % max.max(1) as u64) as usize
+        1 + (self.next_u64() % max.max(1) as u64) as usize
     }
 }

@@ -776,7 +776,9 @@ impl Driver {
         let write = self
             .write_deadline
             .filter(|_| !self.conn.is_transmit_idle());
-        let held = self.close_held_since.map(|since| since + self.close_timeout);
+        let held = self
+            .close_held_since
+            .map(|since| since + self.close_timeout);
         let next = [engine, write, held].into_iter().flatten().min();
         match next {
             None => self.timer_at = None,

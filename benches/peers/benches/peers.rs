@@ -144,7 +144,10 @@ fn tungstenite_config() -> tungstenite::protocol::WebSocketConfig {
         .max_frame_size(Some(16 << 20))
 }
 
-fn tungstenite_ws(role: tungstenite::protocol::Role, input: Vec<u8>) -> tungstenite::WebSocket<Mem> {
+fn tungstenite_ws(
+    role: tungstenite::protocol::Role,
+    input: Vec<u8>,
+) -> tungstenite::WebSocket<Mem> {
     tungstenite::WebSocket::from_raw_socket(Mem::new(input), role, Some(tungstenite_config()))
 }
 
@@ -255,7 +258,9 @@ fn send(c: &mut Criterion) {
         for size in SIZES {
             let count = count_for(size);
             let data = payload(size, Kind::Binary, 1);
-            let bytes = Bytes::from(data.clone());
+            // Static `Bytes` for the libraries that take `Bytes` (see `static_bytes`);
+            // fastwebsockets borrows the slice.
+            let bytes = static_bytes(data.clone());
             g.throughput(Throughput::Bytes((size * count) as u64));
 
             let mut conn = if client {
@@ -276,7 +281,8 @@ fn send(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new("tungstenite", size), &bytes, |b, bytes| {
                 b.iter(|| {
                     for _ in 0..count {
-                        ws.write(tungstenite::Message::Binary(bytes.clone())).unwrap();
+                        ws.write(tungstenite::Message::Binary(bytes.clone()))
+                            .unwrap();
                         ws.flush().unwrap();
                     }
                 })
@@ -309,18 +315,22 @@ fn send(c: &mut Criterion) {
                 fastwebsockets::Role::Server
             };
             let mut ws = fast_ws(f_role, Vec::new());
-            g.bench_with_input(BenchmarkId::new("fastwebsockets", size), &data, |b, data| {
-                b.iter(|| {
-                    rt.block_on(async {
-                        for _ in 0..count {
-                            let frame = fastwebsockets::Frame::binary(
-                                fastwebsockets::Payload::Borrowed(data),
-                            );
-                            ws.write_frame(frame).await.unwrap();
-                        }
+            g.bench_with_input(
+                BenchmarkId::new("fastwebsockets", size),
+                &data,
+                |b, data| {
+                    b.iter(|| {
+                        rt.block_on(async {
+                            for _ in 0..count {
+                                let frame = fastwebsockets::Frame::binary(
+                                    fastwebsockets::Payload::Borrowed(data),
+                                );
+                                ws.write_frame(frame).await.unwrap();
+                            }
+                        })
                     })
-                })
-            });
+                },
+            );
         }
         g.finish();
     }
@@ -359,7 +369,8 @@ fn fanout(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("tungstenite", size), &bytes, |b, bytes| {
             b.iter(|| {
                 for ws in socks.iter_mut() {
-                    ws.write(tungstenite::Message::Binary(bytes.clone())).unwrap();
+                    ws.write(tungstenite::Message::Binary(bytes.clone()))
+                        .unwrap();
                     ws.flush().unwrap();
                 }
             })
@@ -385,17 +396,22 @@ fn fanout(c: &mut Criterion) {
         let mut socks: Vec<_> = (0..N)
             .map(|_| fast_ws(fastwebsockets::Role::Server, Vec::new()))
             .collect();
-        g.bench_with_input(BenchmarkId::new("fastwebsockets", size), &data, |b, data| {
-            b.iter(|| {
-                rt.block_on(async {
-                    for ws in socks.iter_mut() {
-                        let frame =
-                            fastwebsockets::Frame::binary(fastwebsockets::Payload::Borrowed(data));
-                        ws.write_frame(frame).await.unwrap();
-                    }
+        g.bench_with_input(
+            BenchmarkId::new("fastwebsockets", size),
+            &data,
+            |b, data| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        for ws in socks.iter_mut() {
+                            let frame = fastwebsockets::Frame::binary(
+                                fastwebsockets::Payload::Borrowed(data),
+                            );
+                            ws.write_frame(frame).await.unwrap();
+                        }
+                    })
                 })
-            })
-        });
+            },
+        );
     }
     g.finish();
 }
