@@ -252,7 +252,8 @@ pub fn start(
         write_deadline: None,
         write_blocked: false,
         read_closed: false,
-        read_buf: alloc::vec![0; config.read_buffer_size.max(512)],
+        read_size: config.read_buffer_size.max(512),
+        read_buf: Vec::new(),
         timer: Box::pin(sleep_until(epoch)),
         timer_at: None,
     };
@@ -674,6 +675,10 @@ struct Driver {
     /// The last write would have blocked: wait for writability.
     write_blocked: bool,
     read_closed: bool,
+    /// The most bytes one read takes (`IoConfig::read_buffer_size`).
+    read_size: usize,
+    /// Where reads land. Empty (no allocation) while the connection waits for input: see
+    /// `read`.
     read_buf: Vec<u8>,
     timer: Pin<Box<Sleep>>,
     timer_at: Option<TokioInstant>,
@@ -684,26 +689,34 @@ impl Driver {
         Instant::from_duration(self.epoch.elapsed())
     }
 
-    async fn run(mut self) {
-        loop {
-            self.take_control();
-            self.take_commands();
-            self.pump_events();
-            if self.ended.is_none() && self.release_close() {
-                continue;
-            }
-            if self.ended.is_none() {
-                self.write();
+    // Not an `async fn`: its argument would be stored in the task twice (once as the
+    // argument, once as the binding), 1.6 KiB more per connection. The block captures `self`
+    // once and uses it in place (measured: 3 800 bytes as an `async fn`, 2 192 as this).
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self) -> impl core::future::Future<Output = ()> {
+        async move {
+            loop {
+                self.take_control();
+                self.take_commands();
                 self.pump_events();
+                if self.ended.is_none() && self.release_close() {
+                    continue;
+                }
+                if self.ended.is_none() {
+                    self.write();
+                    self.pump_events();
+                }
+                self.sync_budget();
+                *lock(&self.shared.stats) = self.conn.stats();
+                if self.ended.is_some() {
+                    break;
+                }
+                self.wait().await;
             }
-            self.sync_budget();
-            *lock(&self.shared.stats) = self.conn.stats();
-            if self.ended.is_some() {
-                break;
-            }
-            self.wait().await;
+            // Boxed: the teardown's state (a second copy of the driver, the drain buffer and its
+            // timer) would otherwise be part of every connection's task for its whole life.
+            Box::pin(self.finish()).await;
         }
-        self.finish().await;
     }
 
     /// Sleeps until something needs the task: input, room to write, room in the event
@@ -806,21 +819,36 @@ impl Driver {
     }
 
     fn read(&mut self) {
-        match self.stream.try_read(&mut self.read_buf) {
+        self.read_buf.clear();
+        // Into the spare capacity, so the buffer is never zeroed.
+        self.read_buf.reserve_exact(self.read_size);
+        match self.stream.try_read_buf(&mut self.read_buf) {
             Ok(0) => {
                 self.read_closed = true;
+                self.read_buf = Vec::new();
                 let now = self.now();
                 self.conn.transport_closed(now);
             }
             Ok(n) => {
-                // Taken out of `self` for the call: the buffer is reused.
+                // Taken out of `self` for the call.
                 let buf = core::mem::take(&mut self.read_buf);
                 self.feed_input(&buf[..n]);
-                self.read_buf = buf;
+                // A read that did not fill the buffer emptied the socket, so the task is
+                // about to wait: the buffer is released rather than held by an idle
+                // connection, where it would be most of the connection's memory (the engine
+                // copies what it keeps). A full read keeps it: more is waiting, and a busy
+                // connection pays no allocation per read.
+                if n >= self.read_size {
+                    self.read_buf = buf;
+                }
             }
+            // Readiness was stale: nothing to read, so nothing to hold for the wait either.
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
-                    || e.kind() == io::ErrorKind::Interrupted => {}
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                self.read_buf = Vec::new();
+            }
             Err(e) => {
                 self.read_closed = true;
                 let now = self.now();
@@ -1092,7 +1120,8 @@ impl Driver {
 
 /// Reads and discards until the peer closes, an error, or `until`.
 async fn drain_until_eof(stream: &mut TcpStream, until: TokioInstant) {
-    let mut buf = [0u8; 2048];
+    // On the heap, only for the teardown (see `run`).
+    let mut buf = alloc::vec![0u8; 2048];
     let _ = timeout_at(until, async {
         loop {
             match stream.read(&mut buf).await {

@@ -1,0 +1,98 @@
+//! Heap held per idle server connection, for wsframe's Tokio adapter and the peers: every
+//! allocation in the process goes through a counting allocator; N clients (plain blocking
+//! sockets, no library, so only the servers' memory moves) connect, shake hands, exchange one
+//! 16-byte message and go idle; the heap growth divided by N is what one idle connection costs
+//! its server: the library's buffers and state plus Tokio's per-task and per-socket share,
+//! which "raw-tcp" (a task with a 4 KiB buffer in it, no WebSocket) shows on its own.
+//!
+//!   cargo bench --manifest-path benches/peers/Cargo.toml --bench idle_heap
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+mod loopback;
+use loopback::{raw_client, raw_round_trip, spawn_server, LIBRARIES};
+
+struct Counting;
+
+static HELD: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the counter is only
+// bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HELD.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is passed through.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HELD.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `dealloc` is passed through.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        HELD.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc_zeroed` is passed through.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        HELD.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: the caller's contract for `realloc` is passed through.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const CONNECTIONS: usize = 200;
+
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+fn main() {
+    // Library names among the arguments select those libraries (`cargo bench` adds `--bench`).
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| LIBRARIES.contains(&a.as_str()))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("heap held per idle server connection ({CONNECTIONS} connections each, after one 16 B echo)");
+    for library in LIBRARIES {
+        if !wanted.is_empty() && !wanted.iter().any(|w| w == library) {
+            continue;
+        }
+        let port = runtime.block_on(spawn_server(library));
+        let mut clients = Vec::with_capacity(CONNECTIONS);
+        // Warm-up connection: lazily created runtime structures are not billed to the library.
+        let mut warm = raw_client(port);
+        raw_round_trip(&mut warm, library != "raw-tcp");
+        settle();
+        let before = HELD.load(Ordering::Relaxed);
+        for _ in 0..CONNECTIONS {
+            let mut client = raw_client(port);
+            raw_round_trip(&mut client, library != "raw-tcp");
+            clients.push(client);
+        }
+        settle();
+        let after = HELD.load(Ordering::Relaxed);
+        let per = (after - before) as f64 / CONNECTIONS as f64;
+        println!(
+            "{library:>18}: {:>9.0} bytes ({:.1} KiB)",
+            per,
+            per / 1024.0
+        );
+        drop(clients);
+        drop(warm);
+        settle();
+    }
+}
