@@ -57,7 +57,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use bytes::Bytes;
-use core::future::poll_fn;
+use core::future::{poll_fn, Future};
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use core::task::{Context, Poll};
@@ -822,7 +822,23 @@ impl Driver {
         self.read_buf.clear();
         // Into the spare capacity, so the buffer is never zeroed.
         self.read_buf.reserve_exact(self.read_size);
-        match self.stream.try_read_buf(&mut self.read_buf) {
+        // Through `AsyncRead` rather than `try_read`: tokio clears the socket's readiness after
+        // a short read (the socket is drained), so the next wait sleeps instead of waking at
+        // once for a read that can only fail with WouldBlock: one syscall less per message.
+        // The socket was just reported readable; a noop waker is enough for this one poll
+        // (`wait` registers the task's own waker again before sleeping).
+        let result = {
+            let read = self.stream.read_buf(&mut self.read_buf);
+            let mut read = core::pin::pin!(read);
+            match read
+                .as_mut()
+                .poll(&mut Context::from_waker(core::task::Waker::noop()))
+            {
+                Poll::Ready(result) => result,
+                Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        };
+        match result {
             Ok(0) => {
                 self.read_closed = true;
                 self.read_buf = Vec::new();
