@@ -3,7 +3,7 @@
 //! sockets, no library, so only the servers' memory moves) connect, shake hands, exchange one
 //! 16-byte message and go idle; the heap growth divided by N is what one idle connection costs
 //! its server: the library's buffers and state plus Tokio's per-task and per-socket share,
-//! which "raw-tcp" (a task with a 4 KiB buffer in it, no WebSocket) shows on its own.
+//! which "raw-tcp" (an echo task with no WebSocket, holding no buffer while idle) shows alone.
 //!
 //!   cargo bench --manifest-path benches/peers/Cargo.toml --bench idle_heap
 

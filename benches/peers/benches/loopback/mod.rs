@@ -92,12 +92,23 @@ async fn serve_fastwebsockets(stream: TcpStream) {
 }
 
 async fn serve_raw(stream: TcpStream) {
-    // Echo whatever arrives through a 4 KiB buffer that lives in the task itself.
+    // Echo whatever arrives, reading up to 64 KiB at a time into a buffer held only while data
+    // flows (the same policy as wsframe's adapter, so the idle figure is tokio's own share).
     let mut stream = server_handshake(stream).await;
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = stream.read(&mut buf).await {
-        if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+    loop {
+        if stream.readable().await.is_err() {
             break;
+        }
+        let mut buf = Vec::with_capacity(64 << 10);
+        match stream.try_read_buf(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {
+                if stream.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
         }
     }
 }
