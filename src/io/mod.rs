@@ -52,8 +52,9 @@ pub struct IoConfig {
     /// How long the whole opening handshake may take (slow or silent clients are dropped).
     /// Default 10 s.
     pub handshake_timeout: Duration,
-    /// Size of the buffer each read goes into. Default 16 KiB. The async adapter holds it only
-    /// while the socket has more to read: an idle connection keeps no read buffer.
+    /// The most bytes one read takes. Default 16 KiB. The async adapter reads up to 16 KiB into
+    /// a buffer on the stack, and holds a larger one only while the socket has more to read:
+    /// an idle connection keeps no read buffer.
     pub read_buffer_size: usize,
     /// Async adapter: how many received events may wait for the application before the task
     /// stops reading the socket (inbound backpressure). Default 64.
