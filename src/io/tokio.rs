@@ -9,8 +9,8 @@
 //!   ([`Config::max_outbound_bytes`](crate::Config::max_outbound_bytes)) reaches it as
 //!   backpressure: [`Sender::send`] waits for room, [`Sender::try_send`] hands the message
 //!   back. Memory stays bounded whatever the peer does.
-//! - a [`Receiver`] of [`Event`]s ([`Receiver::recv`], [`Receiver::poll_recv`]), ending with
-//!   [`Event::Ended`]. When the application does not keep up, the task stops reading the
+//! - a [`Receiver`] of [`Event`]s ([`Receiver::recv`], [`Receiver::poll_recv`], or as a
+//!   `futures_core::Stream` for `StreamExt` and friends), ending with [`Event::Ended`]. When the application does not keep up, the task stops reading the
 //!   socket (inbound backpressure).
 //!
 //! Every `await` here can be dropped (cancelled) without losing or duplicating anything: a
@@ -660,6 +660,16 @@ impl Receiver {
     /// The connection's counters, as of the task's last step.
     pub fn stats(&self) -> Stats {
         *lock(&self.shared.stats)
+    }
+}
+
+/// The same events as [`Receiver::recv`], for stream combinators (`StreamExt` and friends):
+/// ends after [`Event::Ended`].
+impl futures_core::Stream for Receiver {
+    type Item = Event;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.get_mut().poll_recv(cx)
     }
 }
 
