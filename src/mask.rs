@@ -106,6 +106,36 @@ pub(crate) fn copy_masked_uninit<'a>(
     unsafe { core::slice::from_raw_parts_mut(d, len) }
 }
 
+/// [`copy_masked_uninit`] that also says whether the unmasked bytes are all ASCII, when that
+/// comes for free: from the AVX2 kernel's pass over the bytes, or a word scan of a short
+/// payload. `false` means "not known to be ASCII" (validate them), never "not ASCII". Lets a
+/// text payload skip UTF-8 validation, its second pass over the bytes. (Performance.)
+///
+/// # Panics
+///
+/// Panics if `dst` and `src` differ in length.
+#[inline(always)]
+#[allow(dead_code)] // Wired into the receive path once its rework lands.
+pub(crate) fn copy_masked_uninit_ascii<'a>(
+    dst: &'a mut [core::mem::MaybeUninit<u8>],
+    src: &[u8],
+    key: [u8; 4],
+) -> (&'a mut [u8], bool) {
+    #[cfg(target_arch = "x86_64")]
+    if src.len() >= 32 && dst.len() == src.len() && best_path() == MaskPath::Avx2 {
+        let (s, d, len) = (src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len());
+        // SAFETY: `best_path` reported AVX2; `len >= 32`; `s` is valid for reads and `d` for
+        // writes of `len` bytes (equal lengths, checked), and a `&[u8]` and a
+        // `&mut [MaybeUninit<u8>]` cannot overlap.
+        let ascii = unsafe { xor_avx2_tracking::<true>(s, d, len, key) };
+        // SAFETY: all `len` bytes at `d` were just written, and `dst` is borrowed for `'a`.
+        return (unsafe { core::slice::from_raw_parts_mut(d, len) }, ascii);
+    }
+    let out = copy_masked_uninit(dst, src, key);
+    let ascii = out.len() < SIMD_MIN && out.is_ascii();
+    (out, ascii)
+}
+
 /// The vector part of [`copy_masked_uninit`], out of line like [`copy_long`].
 ///
 /// # Safety
@@ -197,6 +227,45 @@ mod uninit_tests {
                 dst.resize(len + 3, MaybeUninit::uninit());
                 let got = copy_masked_uninit(&mut dst[3..], src, key);
                 assert_eq!(got, &expected[..], "len {len} offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn copy_masked_uninit_ascii_copies_like_the_reference_and_never_calls_non_ascii_ascii() {
+        let avx2 = MaskPath::Avx2.is_available();
+        for key in [
+            [0x9e, 0x37, 0x79, 0xb9],
+            [0, 0, 0, 0],
+            [0x80, 0x01, 0x7f, 0xff],
+        ] {
+            for len in 0..300usize {
+                // The plain text is ASCII, or has one non-ASCII byte at a position that moves
+                // through the first vector, the body and the last vector.
+                for bad in [None, Some(0), Some(len / 2), Some(len.saturating_sub(1))] {
+                    let mut plain: Vec<u8> =
+                        (0..len).map(|i| (i * 37 + len) as u8 & 0x7f).collect();
+                    if let Some(at) = bad.filter(|_| len > 0) {
+                        plain[at] |= 0x80;
+                    }
+                    let mut masked = plain.clone();
+                    apply_mask_reference(&mut masked, key);
+                    for offset in 0..5 {
+                        let mut padded = alloc::vec![0u8; offset];
+                        padded.extend_from_slice(&masked);
+                        let src = &padded[offset..];
+                        let mut dst: Vec<MaybeUninit<u8>> = Vec::new();
+                        dst.resize(len + offset, MaybeUninit::uninit());
+                        let (got, ascii) = copy_masked_uninit_ascii(&mut dst[offset..], src, key);
+                        assert_eq!(got, &plain[..], "len {len} offset {offset} key {key:?}");
+                        let is_ascii = plain.is_ascii();
+                        // Never claims ASCII wrongly; claims it whenever it is cheap to know.
+                        assert!(!ascii || is_ascii, "len {len} bad {bad:?} key {key:?}");
+                        if is_ascii && (len < SIMD_MIN || avx2) {
+                            assert!(ascii, "len {len} offset {offset} key {key:?}");
+                        }
+                    }
+                }
             }
         }
     }
@@ -629,12 +698,22 @@ unsafe fn xor_sse2(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) {
 ///
 /// The CPU must have AVX2. `len >= 32`. `src` must be valid for reads and `dst` for writes of
 /// `len` bytes, and the two ranges must be either identical (in-place masking) or disjoint.
+///
+/// With `ASCII`, also returns whether every byte written is below 0x80 (one OR per vector, so
+/// that ASCII text needs no second pass for UTF-8 validation); without, returns false.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn xor_avx2(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) {
+unsafe fn xor_avx2_tracking<const ASCII: bool>(
+    src: *const u8,
+    dst: *mut u8,
+    len: usize,
+    key: [u8; 4],
+) -> bool {
     use core::arch::x86_64::{
-        __m256i, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_storeu_si256, _mm256_xor_si256,
+        __m256i, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi32,
+        _mm256_setzero_si256, _mm256_storeu_si256, _mm256_xor_si256,
     };
+    let mut seen = _mm256_setzero_si256();
     debug_assert!(len >= 32);
     let start = body_start(dst, 32);
     let (k_first, k_body, k_last) = kernel_keys(key, start, len, 32);
@@ -655,37 +734,57 @@ unsafe fn xor_avx2(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) {
         unsafe {
             let s = src.add(i).cast::<__m256i>();
             let d = dst.add(i).cast::<__m256i>();
-            let a = _mm256_loadu_si256(s);
-            let b = _mm256_loadu_si256(s.add(1));
-            let c = _mm256_loadu_si256(s.add(2));
-            let e = _mm256_loadu_si256(s.add(3));
-            _mm256_storeu_si256(d, _mm256_xor_si256(a, k));
-            _mm256_storeu_si256(d.add(1), _mm256_xor_si256(b, k));
-            _mm256_storeu_si256(d.add(2), _mm256_xor_si256(c, k));
-            _mm256_storeu_si256(d.add(3), _mm256_xor_si256(e, k));
+            let a = _mm256_xor_si256(_mm256_loadu_si256(s), k);
+            let b = _mm256_xor_si256(_mm256_loadu_si256(s.add(1)), k);
+            let c = _mm256_xor_si256(_mm256_loadu_si256(s.add(2)), k);
+            let e = _mm256_xor_si256(_mm256_loadu_si256(s.add(3)), k);
+            _mm256_storeu_si256(d, a);
+            _mm256_storeu_si256(d.add(1), b);
+            _mm256_storeu_si256(d.add(2), c);
+            _mm256_storeu_si256(d.add(3), e);
+            if ASCII {
+                seen = _mm256_or_si256(
+                    seen,
+                    _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, e)),
+                );
+            }
         }
         i += 128;
     }
     while len - i >= 32 {
         // SAFETY: bytes i..i + 32 lie inside both ranges; loadu and storeu accept any alignment.
         unsafe {
-            let v = _mm256_loadu_si256(src.add(i).cast::<__m256i>());
-            _mm256_storeu_si256(dst.add(i).cast::<__m256i>(), _mm256_xor_si256(v, k));
+            let v = _mm256_xor_si256(_mm256_loadu_si256(src.add(i).cast::<__m256i>()), k);
+            _mm256_storeu_si256(dst.add(i).cast::<__m256i>(), v);
+            if ASCII {
+                seen = _mm256_or_si256(seen, v);
+            }
         }
         i += 32;
     }
+    let first = _mm256_xor_si256(first, _mm256_set1_epi32(k_first));
+    let last = _mm256_xor_si256(last, _mm256_set1_epi32(k_last));
     // SAFETY: the first and last 32 of the `len >= 32` writable bytes; storeu accepts any
     // alignment; the values are right even where they overlap the body (see above).
     unsafe {
-        _mm256_storeu_si256(
-            dst.cast::<__m256i>(),
-            _mm256_xor_si256(first, _mm256_set1_epi32(k_first)),
-        );
-        _mm256_storeu_si256(
-            dst.add(len - 32).cast::<__m256i>(),
-            _mm256_xor_si256(last, _mm256_set1_epi32(k_last)),
-        );
+        _mm256_storeu_si256(dst.cast::<__m256i>(), first);
+        _mm256_storeu_si256(dst.add(len - 32).cast::<__m256i>(), last);
     }
+    // Every byte was written by the body, the first or the last vector, and the values agree
+    // where they overlap: the OR of all of them has a high bit iff some byte is not ASCII.
+    ASCII && _mm256_movemask_epi8(_mm256_or_si256(seen, _mm256_or_si256(first, last))) == 0
+}
+
+/// [`xor_avx2_tracking`] without the tracking.
+///
+/// # Safety
+///
+/// As for [`xor_avx2_tracking`].
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn xor_avx2(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) {
+    // SAFETY: the caller's promises are the tracking kernel's.
+    unsafe { xor_avx2_tracking::<false>(src, dst, len, key) };
 }
 
 /// The NEON kernel: 16-byte vectors, 64 bytes per loop iteration.
