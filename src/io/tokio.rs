@@ -224,6 +224,7 @@ pub fn start(
         reserved: AtomicUsize::new(0),
         state: AtomicU8::new(OPEN),
         room: Notify::new(),
+        room_waiters: AtomicUsize::new(0),
         wake: WakeSignal::default(),
         control: Mutex::new(Control::default()),
         close_held: AtomicBool::new(false),
@@ -334,6 +335,10 @@ struct Shared {
     state: AtomicU8,
     /// Wakes senders waiting for budget.
     room: Notify,
+    /// Senders waiting on `room`; releases skip the notification (a lock) when there are none.
+    /// SeqCst with `reserved`: a sender counts itself, then checks the budget; a release
+    /// frees budget, then reads the count; one of the two always sees the other.
+    room_waiters: AtomicUsize,
     /// Wakes the task: a control request, or the receiver waiting while a Close is held.
     wake: WakeSignal,
     control: Mutex<Control>,
@@ -363,7 +368,7 @@ impl Shared {
     /// Reserves `len` bytes of budget. Like the engine, an empty queue takes any one message,
     /// so the engine never refuses what was reserved here.
     fn try_reserve(&self, len: usize) -> bool {
-        let mut current = self.reserved.load(Ordering::Acquire);
+        let mut current = self.reserved.load(Ordering::SeqCst);
         loop {
             if current != 0 && current.saturating_add(len) > self.budget {
                 return false;
@@ -371,8 +376,8 @@ impl Shared {
             match self.reserved.compare_exchange_weak(
                 current,
                 current + len,
-                Ordering::AcqRel,
-                Ordering::Acquire,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
             ) {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
@@ -382,8 +387,10 @@ impl Shared {
 
     fn release(&self, len: usize) {
         if len > 0 {
-            self.reserved.fetch_sub(len, Ordering::AcqRel);
-            self.room.notify_waiters();
+            self.reserved.fetch_sub(len, Ordering::SeqCst);
+            if self.room_waiters.load(Ordering::SeqCst) > 0 {
+                self.room.notify_waiters();
+            }
         }
     }
 
@@ -391,6 +398,23 @@ impl Shared {
         let _ = self
             .state
             .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// A sender counted in `Shared::room_waiters` for as long as it waits (also when its future
+/// is dropped mid-wait).
+struct RoomWaiter<'a>(&'a Shared);
+
+impl<'a> RoomWaiter<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.room_waiters.fetch_add(1, Ordering::SeqCst);
+        RoomWaiter(shared)
+    }
+}
+
+impl Drop for RoomWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.room_waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -478,6 +502,12 @@ impl Sender {
             return Err(Closed(message));
         };
         let len = message.len();
+        if self.shared.is_open() && self.shared.try_reserve(len) {
+            // The common case: room now, no waiting (and no waiter registered, a lock).
+            permit.send(message);
+            return Ok(());
+        }
+        let _counted = RoomWaiter::new(&self.shared);
         loop {
             let room = self.shared.room.notified();
             let mut room = core::pin::pin!(room);
