@@ -128,7 +128,7 @@ async fn serve_tokio(args: Args) {
             std::process::exit(1);
         }
     };
-    eprintln!("listening on {}", listener.local_addr().unwrap());
+    announce(listener.local_addr().unwrap());
     let open: Arc<Mutex<HashMap<u64, ws_tokio::Sender>>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_id = 0u64;
@@ -206,7 +206,7 @@ fn serve_std(args: Args) {
         }
     };
     let local = listener.local_addr().unwrap();
-    eprintln!("listening on {local}");
+    announce(local);
     let open: Arc<Mutex<HashMap<u64, blocking::Closer>>> = Arc::default();
     let active = Arc::new(AtomicUsize::new(0));
     let stopping = Arc::new(AtomicBool::new(false));
@@ -287,4 +287,11 @@ fn watch_ctrl_c(stopping: Arc<AtomicBool>, local: SocketAddr) {
             std::process::exit(0);
         });
     });
+}
+
+/// Prints `listening on <addr>` in one write: stderr is unbuffered and `eprintln!` writes the
+/// address in pieces, so a script watching for the line could read half an address.
+fn announce(addr: std::net::SocketAddr) {
+    let line = format!("listening on {addr}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }

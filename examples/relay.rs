@@ -91,7 +91,9 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    eprintln!("listening on {}", listener.local_addr().unwrap());
+    // One write, so a script watching stderr never reads half the address.
+    let line = format!("listening on {}\n", listener.local_addr().unwrap());
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     let engine = Config {
         max_message_size: args.max_message,
         max_frame_size: args.max_message,

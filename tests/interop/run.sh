@@ -156,7 +156,15 @@ start_server() {
   PIDS+=("$SERVER_PID")
   local i
   for i in $(seq 1 150); do
-    SERVER_ADDR=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -1)
+    # Complete lines only (`read` fails on a last line with no newline yet): a line read
+    # while the server is still writing it would give half an address.
+    SERVER_ADDR=""
+    local line
+    while IFS= read -r line; do
+      case $line in
+        *"listening on "*) SERVER_ADDR=${line##*listening on }; SERVER_ADDR=${SERVER_ADDR%% *}; break ;;
+      esac
+    done <"$log"
     [ -n "$SERVER_ADDR" ] && return 0
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.1
