@@ -542,6 +542,8 @@ impl Connection {
         let key_len = if MASKED { 4 } else { 0 };
         let first = self.ready.records.len();
         let start = self.inbuf.len();
+        // The run's payloads are split off from the front of the buffer as one `Bytes`.
+        debug_assert_eq!(start, 0);
         let spare = self.inbuf.spare_capacity_mut();
         let mut filled = 0;
         let mut pos = 0;
