@@ -3,7 +3,10 @@
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use bytes::{Buf, Bytes, BytesMut};
+use core::cell::{Cell, OnceCell};
+use core::mem::MaybeUninit;
 use core::time::Duration;
 
 use crate::close::{self, encode_close_body, parse_close_body, truncate_reason, CloseFrame};
@@ -47,26 +50,166 @@ pub struct Stats {
     pub last_rtt: Option<Duration>,
 }
 
-/// Single-frame messages parsed by `receive_direct` whose events are not made yet: text or not,
-/// header length and payload length, in order; their frames (header bytes, then the unmasked
-/// payload) are the first `total` bytes of the receive buffer. A fixed array, so a read of many
-/// small messages allocates nothing for it.
+/// Whole single-frame messages taken by `receive_run` whose events are not made yet
+/// (performance: a 4-byte record per message rather than a 40-byte `Event` moved in and out of
+/// the `VecDeque`, and each message's `Bytes` split off only when it is polled). They come right
+/// after the first `before` events in `events`: records are kept here only when no other ready
+/// message is waiting (see `add`), and whatever is pushed to `events` later happened later.
 #[derive(Default)]
-struct Batch {
-    items: [(bool, u8, usize); 32],
-    len: usize,
-    total: usize,
+struct Ready {
+    /// The payloads of the messages from `next` on, back to back.
+    data: Bytes,
+    /// One record per message: its length, with `TEXT` set for a text message. Cleared when the
+    /// last one is taken, so it is non-empty exactly while messages wait here.
+    records: Vec<u32>,
+    /// The first record not yet taken.
+    next: usize,
+    /// The event of record `next`, when `peek_event` (which only borrows) had to make it.
+    peeked: OnceCell<Event>,
+    /// How many events at the front of `events` are older than these messages (meaningful
+    /// while there are records), or `PEEKED` when there are none and `peeked` holds the next
+    /// message's event: `poll_event` takes the next record directly exactly when it is 0. A
+    /// `Cell` because `peek_event` only borrows.
+    before: Cell<usize>,
 }
 
-impl Batch {
-    /// Adds a message; true when the batch is full (flush it).
+impl Ready {
+    const TEXT: u32 = 1 << 31;
+    const PEEKED: usize = usize::MAX;
+
+    /// A message's record. `receive_run` takes 7- and 16-bit lengths only, so `len` fits.
     #[inline(always)]
-    fn push(&mut self, text: bool, header_len: usize, len: usize) -> bool {
-        self.items[self.len] = (text, header_len as u8, len);
-        self.len += 1;
-        self.total += header_len + len;
-        self.len == self.items.len()
+    fn record(text: bool, len: usize) -> u32 {
+        debug_assert!(len <= usize::from(u16::MAX));
+        len as u32 | if text { Self::TEXT } else { 0 }
     }
+
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    #[inline(always)]
+    fn event(record: u32, payload: Bytes) -> Event {
+        if record & Self::TEXT != 0 {
+            Event::Text(Text::from_validated(payload))
+        } else {
+            Event::Binary(payload)
+        }
+    }
+
+    #[inline(always)]
+    fn len_of(record: u32) -> usize {
+        (record & !Self::TEXT) as usize
+    }
+
+    /// Takes the records from `first` on, whose payloads are `payloads` back to back. They stay
+    /// lazy if no other ready message is waiting (they go after every queued event); otherwise
+    /// their events are made now and queued, since the waiting ones' payloads are another
+    /// `Bytes`.
+    fn add(&mut self, first: usize, mut payloads: Bytes, events: &mut VecDeque<Event>) {
+        if first == 0 {
+            debug_assert!(self.data.is_empty() && self.next == 0);
+            self.data = payloads;
+            self.before.set(events.len());
+            return;
+        }
+        for &record in &self.records[first..] {
+            let payload = payloads.split_to(Self::len_of(record));
+            events.push_back(Self::event(record, payload));
+        }
+        self.records.truncate(first);
+    }
+
+    /// The event of `record`, the oldest message's (`records[next]`), when `peek_event` has
+    /// not made it.
+    #[inline]
+    fn pop(&mut self, record: u32) -> Event {
+        self.next += 1;
+        // `split_to` by hand (performance): its parts inline, without the call. The last
+        // message takes the same path (one more reference count per run, then `data` is
+        // dropped), so that only one `Bytes` flows into the event.
+        let len = Self::len_of(record);
+        let payload = self.data.slice(..len);
+        if self.next == self.records.len() {
+            self.clear();
+        } else {
+            self.data.advance(len);
+        }
+        Self::event(record, payload)
+    }
+
+    /// Forgets the records and the payloads once the last message is taken.
+    #[inline(never)]
+    fn clear(&mut self) {
+        self.records.clear();
+        self.next = 0;
+        if self.records.capacity() > SHRINK_ABOVE / 4 {
+            self.records = Vec::new();
+        }
+        self.data = Bytes::new();
+    }
+
+    /// The oldest message's event when `peek_event` has made it.
+    #[cold]
+    fn pop_peeked(&mut self) -> Event {
+        self.before.set(0);
+        let record = self.records[self.next];
+        self.next += 1;
+        if self.next == self.records.len() {
+            self.clear();
+        } else {
+            self.data.advance(Self::len_of(record));
+        }
+        self.peeked.take().expect("made by peek")
+    }
+
+    /// The oldest message's event, made (once) if it was not yet.
+    fn peek(&self) -> Option<&Event> {
+        let &record = self.records.get(self.next)?;
+        // `poll_event`'s fast path must leave this message to `pop_peeked` now.
+        self.before.set(Self::PEEKED);
+        Some(
+            self.peeked
+                .get_or_init(|| Self::event(record, self.data.slice(..Self::len_of(record)))),
+        )
+    }
+}
+
+/// `dst = src` into memory that need not be initialized (the receive buffer's spare capacity),
+/// returning `dst` initialized: the unmasked counterpart of `copy_masked_uninit`.
+///
+/// # Panics
+///
+/// Panics if `dst` and `src` differ in length.
+#[inline(always)]
+fn copy_uninit<'a>(dst: &'a mut [core::mem::MaybeUninit<u8>], src: &[u8]) -> &'a mut [u8] {
+    assert_eq!(dst.len(), src.len(), "copy_uninit: lengths differ");
+    let d = dst.as_mut_ptr().cast::<u8>();
+    // SAFETY: `src` is valid for reads and `d` for writes of `src.len()` bytes (equal lengths),
+    // and a `&[u8]` and a `&mut [MaybeUninit<u8>]` cannot overlap. After the copy all of `dst`
+    // is initialized, and it stays borrowed for `'a`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(src.as_ptr(), d, src.len());
+        core::slice::from_raw_parts_mut(d, src.len())
+    }
+}
+
+/// `dst = src ^ key` for exactly 16 bytes (four whole keys), `key` read little-endian from
+/// the mask key's bytes: two word XORs, for `receive_run`'s small payloads.
+#[inline(always)]
+fn unmask_block(dst: &mut [MaybeUninit<u8>], src: &[u8], key: u32) {
+    let (Some(dst), Some(src)) = (dst.first_chunk_mut::<16>(), src.first_chunk::<16>()) else {
+        unreachable!("unmask_block takes 16-byte blocks");
+    };
+    let k = u64::from(key) | u64::from(key) << 32;
+    let (lo, hi) = src.split_at(8);
+    let lo = u64::from_le_bytes(lo.try_into().expect("8 bytes")) ^ k;
+    let hi = u64::from_le_bytes(hi.try_into().expect("8 bytes")) ^ k;
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&lo.to_le_bytes());
+    out[8..].copy_from_slice(&hi.to_le_bytes());
+    *dst = out.map(MaybeUninit::new);
 }
 
 /// The frame being received: its header is parsed, its payload is arriving.
@@ -122,6 +265,8 @@ pub struct Connection {
     message: Option<InMessage>,
     utf8: Utf8Validator,
     assembly: BytesMut,
+    /// Messages older than every event in `events`, their events not made yet.
+    ready: Ready,
     events: VecDeque<Event>,
     out: Outbound,
     liveness: Liveness,
@@ -138,7 +283,10 @@ impl core::fmt::Debug for Connection {
             .field("role", &self.role)
             .field("now", &self.now)
             .field("buffered", &self.inbuf.len())
-            .field("events", &self.events.len())
+            .field(
+                "events",
+                &(self.events.len() + self.ready.records.len() - self.ready.next),
+            )
             .field("failed", &self.failed)
             .field("ended", &self.ended)
             .field("stats", &self.stats)
@@ -181,6 +329,7 @@ impl Connection {
             message: None,
             utf8: Utf8Validator::new(),
             assembly: BytesMut::new(),
+            ready: Ready::default(),
             events: VecDeque::new(),
             closing: Closing::default(),
             failed: None,
@@ -289,22 +438,32 @@ impl Connection {
 
     /// The fast path of `receive` (performance): with nothing buffered, parses whole frames
     /// straight from the caller's bytes and copies only their payloads into the receive buffer,
-    /// so headers are never copied and never `advance`d over. Each payload then goes through
-    /// `take_payload` exactly as in the buffered path (unmask, UTF-8, dispatch). Stops at the
-    /// first frame that is not wholly in `data` (its header is parsed again by `process`, which
-    /// has no side effects before it is accepted), at the peer's Close, or on an error. Returns
-    /// the bytes of `data` it consumed.
+    /// so headers are never copied and never `advance`d over. Runs of whole single-frame
+    /// messages go through `receive_run`; any other frame goes through `take_payload`'s steps
+    /// exactly as in the buffered path (unmask, UTF-8, dispatch). Stops at the first frame that
+    /// is not wholly in `data` (its header is parsed again by `process`, which has no side
+    /// effects before it is accepted), at the peer's Close, or on an error. Returns the bytes of
+    /// `data` it consumed.
     #[inline]
     fn receive_direct(&mut self, data: &[u8]) -> Result<usize, ProtocolError> {
-        // One reservation for every payload of this read (they are split off in batches and
-        // share the allocation), not one per frame. Bounded by what arrived.
+        // One reservation for every payload of this read (they are split off in runs and share
+        // the allocation), not one per frame. Bounded by what arrived.
         self.reserve_empty_inbuf(data.len());
-        let mut batch = Batch::default();
         let mut pos = 0;
         let outcome = loop {
             if self.closing.peers.is_some() {
                 break Ok(());
             }
+            let (used, run) = if self.role == Role::Server {
+                self.receive_run::<true>(&data[pos..])
+            } else {
+                self.receive_run::<false>(&data[pos..])
+            };
+            pos += used;
+            if let Err(violation) = run {
+                break Err(violation);
+            }
+            // The frame the run stopped at, if any, the general way.
             let rest = &data[pos..];
             let (header, header_len) = match parse_header(rest) {
                 Ok(Status::Complete(header, header_len)) => (header, header_len),
@@ -321,7 +480,6 @@ impl Connection {
             if len > payload.len() {
                 // The frame goes on in a later read: start it here and take what arrived,
                 // unmasked in the same pass as the copy, as `process` + `take_payload` would.
-                self.flush_batch(&mut batch);
                 self.stats.frames_in += 1;
                 self.start_frame(&header);
                 pos = data.len();
@@ -339,29 +497,6 @@ impl Connection {
             self.stats.frames_in += 1;
             let whole = &rest[..header_len + len];
             pos += header_len + len;
-            if header.fin
-                && matches!(header.opcode, OpCode::Text | OpCode::Binary)
-                && self.config.delivery == Delivery::Messages
-            {
-                // A whole single-frame message, the common case: what `start_frame`,
-                // `take_payload` and `dispatch` do for it, without the frame and message state
-                // they keep for fragments (check_header has made sure no message is open). Its
-                // unmasked payload is appended to the buffer; the batch's events are made in
-                // one go by `flush_batch`, before anything else can produce an event.
-                let text = header.opcode == OpCode::Text;
-                let start = self.inbuf.len() + header_len;
-                self.unmask_into_inbuf(whole, header_len, header.mask);
-                if text {
-                    if let Err(e) = crate::utf8::validate_message(&self.inbuf[start..]) {
-                        break Err(e.into());
-                    }
-                }
-                if batch.push(text, header_len, len) {
-                    self.flush_batch(&mut batch);
-                }
-                continue;
-            }
-            self.flush_batch(&mut batch);
             let frame = self.start_frame(&header);
             self.unmask_into_inbuf(whole, header_len, frame.key);
             // From here exactly `take_payload` on a complete frame whose bytes are unmasked.
@@ -375,41 +510,126 @@ impl Connection {
             payload.advance(header_len);
             self.dispatch(frame, payload)?;
         };
-        // The events of the messages before an error come before it, as in the buffered path.
-        self.flush_batch(&mut batch);
         match outcome {
             Ok(()) => Ok(pos),
             Err(violation) => Err(self.fail(violation)),
         }
     }
 
-    /// Turns the batched single-frame messages (their payloads are the first `batch.total`
-    /// bytes of the receive buffer) into events: one `split_to` and `freeze` for the batch and a
-    /// cheap `Bytes` split per message, instead of a `BytesMut::split_to` per message
-    /// (performance).
-    #[inline]
-    fn flush_batch(&mut self, batch: &mut Batch) {
-        let n = batch.len;
-        if n == 0 {
-            return;
+    /// Takes the run of whole single-frame Text and Binary messages at the start of `data`,
+    /// the common case (performance): each header is decided from its first two bytes (FIN,
+    /// no RSV, data opcode, the masking our role expects, a 7- or 16-bit length within the
+    /// limits), the payload is copy-unmasked into the receive buffer back to back with the
+    /// previous one, and the message is recorded in `ready` as a length, its event made only
+    /// when it is polled. Anything else (control frames, fragments, 64-bit lengths, a frame
+    /// not wholly in `data`, a limit exceeded, streaming delivery) ends the run untouched, for
+    /// the general path, which also reports its errors. The exception is invalid UTF-8, which
+    /// the run reports itself (fail-fast). Returns the bytes taken, and the violation that
+    /// ended the run if any; the messages before it are delivered either way.
+    ///
+    /// `MASKED` is the role's masking direction (server: frames arrive masked), a constant so
+    /// that each role's loop has no branch on it.
+    #[inline(never)]
+    fn receive_run<const MASKED: bool>(&mut self, data: &[u8]) -> (usize, Result<(), Violation>) {
+        // Whole messages only; a message in progress makes any data frame but a continuation
+        // an error, which the general path reports.
+        if self.config.delivery != Delivery::Messages || self.message.is_some() {
+            return (0, Ok(()));
         }
-        let mut all = self.inbuf.split_to(batch.total).freeze();
-        for (i, &(text, header_len, len)) in batch.items[..n].iter().enumerate() {
-            let mut payload = if i + 1 == n {
-                core::mem::take(&mut all)
+        debug_assert_eq!(self.role == Role::Server, MASKED);
+        let limit = self.config.max_frame_size.min(self.config.max_message_size);
+        let mask_bit = if MASKED { 0x80 } else { 0 };
+        let key_len = if MASKED { 4 } else { 0 };
+        let first = self.ready.records.len();
+        let start = self.inbuf.len();
+        // The run's payloads are split off from the front of the buffer as one `Bytes`.
+        debug_assert_eq!(start, 0);
+        let spare = self.inbuf.spare_capacity_mut();
+        let mut filled = 0;
+        let mut pos = 0;
+        let mut outcome = Ok(());
+        // Payloads up to this long take the 16-byte block below.
+        let block_max = limit.min(16) as usize;
+        // Records collect here and go to `ready.records` in batches (performance: a store and
+        // an increment per message instead of a `Vec::push` through `self`).
+        let mut batch = [0u32; 64];
+        let mut batched = 0;
+        // The first 8 bytes hold every header this loop takes (2 + 2 + 4 at most). A frame in
+        // the last 7 bytes of `data` is left to the general path.
+        while let Some(&head) = data.get(pos..).and_then(|h| h.first_chunk::<8>()) {
+            let w = u64::from_le_bytes(head);
+            let b0 = w as u8;
+            // 0x81 or 0x82 (FIN, no RSV, Text or Binary); the expected MASK bit with a 7-bit
+            // length or the 16-bit form. A subtraction and a compare each.
+            let short = (w >> 8) as u8 ^ mask_bit;
+            if b0.wrapping_sub(0x81) > 1 || short > 126 {
+                break;
+            }
+            let (len, key, header_len) = if short == 126 {
+                (
+                    usize::from(((w >> 16) as u16).swap_bytes()),
+                    (w >> 32) as u32,
+                    4,
+                )
             } else {
-                all.split_to(header_len as usize + len)
+                (usize::from(short), (w >> 16) as u32, 2)
             };
-            // `Bytes::advance` only moves a pointer.
-            payload.advance(header_len as usize);
-            self.events.push_back(if text {
-                Event::Text(Text::from_validated(payload))
+            let body = pos + header_len + key_len;
+            let end = body + len;
+            if MASKED && len <= block_max && body + 16 <= data.len() && filled + 16 <= spare.len() {
+                // A small payload with 16 bytes readable from its start and 16 writable where
+                // it goes (all but the last frames of a read) is unmasked as one fixed 16-byte
+                // block: no length dispatch (performance). What it writes past the payload is
+                // spare capacity, overwritten by the next payload or never read.
+                unmask_block(&mut spare[filled..filled + 16], &data[body..body + 16], key);
             } else {
-                Event::Binary(payload)
-            });
+                let Some(payload) = data.get(body..end) else {
+                    break;
+                };
+                if len as u64 > limit || filled + len > spare.len() {
+                    // Over a limit (the general path reports it), or, which
+                    // reserve_empty_inbuf rules out, no room.
+                    break;
+                }
+                let dst = &mut spare[filled..filled + len];
+                if MASKED {
+                    copy_masked_uninit(dst, payload, key.to_le_bytes());
+                } else {
+                    copy_uninit(dst, payload);
+                }
+            }
+            let text = b0 == 0x81;
+            if text {
+                let written = &spare[filled..filled + len];
+                // SAFETY: these `len` bytes were all just written, by `unmask_block` (16 bytes
+                // from `filled`, and `len <= 16`) or by the copy of the whole payload.
+                let out = unsafe { &*(written as *const [MaybeUninit<u8>] as *const [u8]) };
+                if let Err(e) = crate::utf8::validate_message(out) {
+                    outcome = Err(e.into());
+                    break;
+                }
+            }
+            batch[batched] = Ready::record(text, len);
+            batched += 1;
+            if batched == batch.len() {
+                self.ready.records.extend_from_slice(&batch);
+                batched = 0;
+            }
+            filled += len;
+            pos = end;
         }
-        self.stats.messages_in += n as u64;
-        *batch = Batch::default();
+        self.ready.records.extend_from_slice(&batch[..batched]);
+        // SAFETY: the first `filled` spare bytes were written by `copy_masked_uninit` or
+        // `copy_uninit` above (payloads back to back from `start`).
+        unsafe { self.inbuf.set_len(start + filled) };
+        let n = self.ready.records.len() - first;
+        if n > 0 {
+            self.stats.frames_in += n as u64;
+            self.stats.messages_in += n as u64;
+            let payloads = self.inbuf.split_to(start + filled).freeze();
+            self.ready.add(first, payloads, &mut self.events);
+        }
+        (pos, outcome)
     }
 
     /// Appends bytes of the payload of the frame in progress (`self.frame`) to the receive
@@ -940,6 +1160,27 @@ impl Connection {
     // is moved through memory twice more.
     #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.ready.before.get() == 0 {
+            if let Some(&record) = self.ready.records.get(self.ready.next) {
+                return Some(self.ready.pop(record));
+            }
+        }
+        self.poll_queued()
+    }
+
+    /// `poll_event` when the next event is in `events`, out of line so that the inlined part
+    /// is only the ready messages' path (performance). Cold: with small messages arriving in
+    /// runs it is the rare path, and marked so the ready path is laid out straight (measured:
+    /// 4 instructions per message).
+    #[cold]
+    #[inline(never)]
+    fn poll_queued(&mut self) -> Option<Event> {
+        if !self.ready.is_empty() {
+            match self.ready.before.get() {
+                Ready::PEEKED => return Some(self.ready.pop_peeked()),
+                before => self.ready.before.set(before - 1),
+            }
+        }
         let event = self.events.pop_front()?;
         if matches!(event, Event::Close(_)) && self.closing.echo_due.is_some() {
             // The application has now seen every message before the peer's Close, and had the
@@ -954,7 +1195,10 @@ impl Connection {
     /// application has caught up with the events before it, since taking the Close is what
     /// queues the echo.
     pub fn peek_event(&self) -> Option<&Event> {
-        self.events.front()
+        match self.ready.before.get() {
+            0 | Ready::PEEKED => self.ready.peek().or_else(|| self.events.front()),
+            _ => self.events.front(),
+        }
     }
 
     // ----- output: bytes -------------------------------------------------------------------
@@ -1145,5 +1389,207 @@ impl Connection {
         self.closing.echo_due = None;
         self.closing.ours = Some(frame);
         self.closing.deadline = Some(self.now + self.config.close_timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The receive fast path (`receive_run`, `Ready`): its unsafe copies and its lazy events,
+    //! checked against what the frames say, across lengths, kinds, roles and read splits.
+
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    fn frame(opcode: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
+        let mut out = vec![0x80 | opcode];
+        let bit = if key.is_some() { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => out.push(bit | n as u8),
+            n if n <= 0xffff => {
+                out.push(bit | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(bit | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        match key {
+            Some(k) => {
+                out.extend_from_slice(&k);
+                out.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+            }
+            None => out.extend_from_slice(payload),
+        }
+        out
+    }
+
+    fn config() -> Config {
+        Config {
+            ping_interval: None,
+            idle_timeout: None,
+            ..Config::default()
+        }
+    }
+
+    fn engine(server: bool) -> Connection {
+        if server {
+            Connection::server(config(), Instant::ZERO)
+        } else {
+            Connection::client(config(), Box::new(|b: &mut [u8]| b.fill(7)), Instant::ZERO)
+        }
+    }
+
+    /// Messages of every length from 0 to 40 and a few longer, text (with multi-byte
+    /// characters) and binary alternating, so small payloads land both far from and near the
+    /// end of a read.
+    fn messages() -> Vec<(bool, Vec<u8>)> {
+        let text = "aé€😀bc".repeat(40);
+        let mut out = Vec::new();
+        for (i, len) in (0..=40).chain([125, 126, 200, 1000]).enumerate() {
+            if i % 2 == 0 {
+                let cut = (0..=len).rev().find(|&c| text.is_char_boundary(c)).unwrap();
+                out.push((true, text.as_bytes()[..cut].to_vec()));
+            } else {
+                out.push((false, (0..len).map(|b| (b * 31 + len) as u8).collect()));
+            }
+        }
+        out
+    }
+
+    fn wire(messages: &[(bool, Vec<u8>)], masked: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, (text, payload)) in messages.iter().enumerate() {
+            let key = masked.then_some([i as u8, 0x5a, 0xa5, 0xff]);
+            out.extend(frame(if *text { 1 } else { 2 }, payload, key));
+        }
+        out
+    }
+
+    fn take(conn: &mut Connection, into: &mut Vec<(bool, Vec<u8>)>) {
+        while let Some(peeked) = conn.peek_event().cloned() {
+            let event = conn.poll_event().unwrap();
+            assert_eq!(peeked, event);
+            match event {
+                Event::Text(t) => into.push((true, t.as_bytes().to_vec())),
+                Event::Binary(b) => into.push((false, b.to_vec())),
+                e => panic!("{e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_delivers_every_length_in_every_split() {
+        let expected = messages();
+        for server in [true, false] {
+            let bytes = wire(&expected, server);
+            for chunk in [1, 7, 8, 9, 23, 64, 500, bytes.len()] {
+                for poll_each_read in [true, false] {
+                    let mut conn = engine(server);
+                    let mut got = Vec::new();
+                    for read in bytes.chunks(chunk) {
+                        conn.receive(Instant::ZERO, read).unwrap();
+                        if poll_each_read {
+                            take(&mut conn, &mut got);
+                        }
+                    }
+                    take(&mut conn, &mut got);
+                    assert!(got == expected, "server {server} chunk {chunk}");
+                    assert_eq!(conn.stats().messages_in, expected.len() as u64);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lazy_messages_keep_their_place_among_other_events() {
+        let key = Some([1, 2, 3, 4]);
+        let mut conn = engine(true);
+        let mut bytes = frame(2, b"one", key);
+        bytes.extend(frame(9, b"ping", key));
+        bytes.extend(frame(1, b"two", key));
+        // A frame split across reads is finished through the buffer, its event queued first.
+        let split = frame(2, b"three", key);
+        conn.receive(Instant::ZERO, &bytes).unwrap();
+        conn.receive(Instant::ZERO, &split[..4]).unwrap();
+        let mut rest = split[4..].to_vec();
+        rest.extend(frame(2, b"four", key));
+        rest.extend(frame(1, b"five", key));
+        // Peeking makes the next lazy event; taking it must not skip or repeat one.
+        assert_eq!(
+            conn.peek_event(),
+            Some(&Event::Binary(Bytes::from_static(b"one")))
+        );
+        conn.receive(Instant::ZERO, &rest).unwrap();
+        let mut got = Vec::new();
+        while let Some(event) = conn.poll_event() {
+            got.push(event);
+        }
+        assert_eq!(
+            got,
+            [
+                Event::Binary(Bytes::from_static(b"one")),
+                Event::Ping(Bytes::from_static(b"ping")),
+                Event::Text(Text::from("two")),
+                Event::Binary(Bytes::from_static(b"three")),
+                Event::Binary(Bytes::from_static(b"four")),
+                Event::Text(Text::from("five")),
+            ]
+        );
+    }
+
+    #[test]
+    fn lazy_messages_follow_the_event_of_a_frame_finished_through_the_buffer() {
+        let key = Some([1, 2, 3, 4]);
+        let mut conn = engine(true);
+        let split = frame(2, b"first", key);
+        conn.receive(Instant::ZERO, &split[..3]).unwrap();
+        let mut rest = split[3..].to_vec();
+        rest.extend(frame(1, b"second", key));
+        rest.extend(frame(2, b"third", key));
+        conn.receive(Instant::ZERO, &rest).unwrap();
+        assert_eq!(
+            conn.peek_event(),
+            Some(&Event::Binary(Bytes::from_static(b"first")))
+        );
+        assert_eq!(
+            conn.poll_event(),
+            Some(Event::Binary(Bytes::from_static(b"first")))
+        );
+        assert_eq!(conn.peek_event(), Some(&Event::Text(Text::from("second"))));
+        conn.receive(Instant::ZERO, &frame(9, b"p", key)).unwrap();
+        assert_eq!(conn.poll_event(), Some(Event::Text(Text::from("second"))));
+        assert_eq!(
+            conn.poll_event(),
+            Some(Event::Binary(Bytes::from_static(b"third")))
+        );
+        assert_eq!(
+            conn.poll_event(),
+            Some(Event::Ping(Bytes::from_static(b"p")))
+        );
+        assert_eq!(conn.poll_event(), None);
+        assert_eq!(conn.peek_event(), None);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_short_message_fails_after_the_messages_before_it() {
+        let key = Some([9, 8, 7, 6]);
+        let mut bytes = frame(1, b"ok", key);
+        bytes.extend(frame(1, b"bad \xff", key));
+        bytes.extend(vec![0; 32]);
+        let mut conn = engine(true);
+        let err = conn.receive(Instant::ZERO, &bytes).unwrap_err();
+        assert!(matches!(err, ReceiveError::Protocol(e) if e.code == 1007));
+        assert_eq!(conn.poll_event(), Some(Event::Text(Text::from("ok"))));
+    }
+
+    #[test]
+    fn copy_uninit_copies_every_length() {
+        for len in 0..40 {
+            let src: Vec<u8> = (0..len as u8).collect();
+            let mut dst = vec![MaybeUninit::uninit(); len];
+            assert_eq!(copy_uninit(&mut dst, &src), &src[..]);
+        }
     }
 }
