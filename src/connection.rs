@@ -19,7 +19,7 @@ use crate::frame::{
     parse_header, FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
 use crate::keepalive::Liveness;
-use crate::mask::{apply_mask, copy_masked_uninit, rotate_key};
+use crate::mask::{apply_mask, copy_masked_uninit, copy_masked_uninit_ascii, rotate_key};
 use crate::outbound::{Outbound, PreparedMessage, Transmit};
 use crate::random::{MaskKeys, RandomSource};
 use crate::time::Instant;
@@ -498,10 +498,10 @@ impl Connection {
             let whole = &rest[..header_len + len];
             pos += header_len + len;
             let frame = self.start_frame(&header);
-            self.unmask_into_inbuf(whole, header_len, frame.key);
+            let ascii = self.unmask_into_inbuf(whole, header_len, frame.key, frame.text);
             // From here exactly `take_payload` on a complete frame whose bytes are unmasked.
             if frame.text {
-                if let Err(e) = self.utf8.feed(&self.inbuf[header_len..]) {
+                if let Err(e) = self.utf8.feed_checked(&self.inbuf[header_len..], ascii) {
                     break Err(e.into());
                 }
             }
@@ -576,6 +576,9 @@ impl Connection {
             };
             let body = pos + header_len + key_len;
             let end = body + len;
+            let text = b0 == 0x81;
+            // Set by the copy when it saw every byte of the payload is ASCII: no UTF-8 pass.
+            let mut known_ascii = false;
             if MASKED && len <= block_max && body + 16 <= data.len() && filled + 16 <= spare.len() {
                 // A small payload with 16 bytes readable from its start and 16 writable where
                 // it goes (all but the last frames of a read) is unmasked as one fixed 16-byte
@@ -592,14 +595,16 @@ impl Connection {
                     break;
                 }
                 let dst = &mut spare[filled..filled + len];
-                if MASKED {
+                if MASKED && text {
+                    let (_, ascii) = copy_masked_uninit_ascii(dst, payload, key.to_le_bytes());
+                    known_ascii = ascii;
+                } else if MASKED {
                     copy_masked_uninit(dst, payload, key.to_le_bytes());
                 } else {
                     copy_uninit(dst, payload);
                 }
             }
-            let text = b0 == 0x81;
-            if text {
+            if text && !known_ascii {
                 let written = &spare[filled..filled + len];
                 // SAFETY: these `len` bytes were all just written, by `unmask_block` (16 bytes
                 // from `filled`, and `len <= 16`) or by the copy of the whole payload.
@@ -643,19 +648,29 @@ impl Connection {
         debug_assert_eq!(self.inbuf.len(), frame.unmasked);
         let start = self.inbuf.len();
         let n = bytes.len();
-        match frame.key {
+        let ascii = match frame.key {
             Some(key) => {
                 let key = rotate_key(key, frame.taken + frame.unmasked);
                 self.inbuf.reserve(n);
-                copy_masked_uninit(&mut self.inbuf.spare_capacity_mut()[..n], bytes, key);
+                let spare = &mut self.inbuf.spare_capacity_mut()[..n];
+                let ascii = if frame.text {
+                    copy_masked_uninit_ascii(spare, bytes, key).1
+                } else {
+                    copy_masked_uninit(spare, bytes, key);
+                    false
+                };
                 // SAFETY: the `n` spare bytes after `start` were just written.
                 unsafe { self.inbuf.set_len(start + n) };
+                ascii
             }
-            None => self.inbuf.extend_from_slice(bytes),
-        }
+            None => {
+                self.inbuf.extend_from_slice(bytes);
+                false
+            }
+        };
         frame.unmasked += n;
         if frame.text {
-            if let Err(e) = self.utf8.feed(&self.inbuf[start..]) {
+            if let Err(e) = self.utf8.feed_checked(&self.inbuf[start..], ascii) {
                 return Err(self.fail(e.into()));
             }
         }
@@ -666,11 +681,20 @@ impl Connection {
     /// fused copy-and-XOR pass instead of a memcpy and an in-place XOR (performance). The header
     /// bytes are kept in front of the payload, so the buffer holds what the buffered path would
     /// hold (each payload where it arrived), only unmasked already.
+    ///
+    /// For a text frame, returns whether the payload is known to be ASCII (see
+    /// `copy_masked_uninit_ascii`); false otherwise.
     #[inline(always)]
-    fn unmask_into_inbuf(&mut self, frame: &[u8], header_len: usize, key: Option<[u8; 4]>) {
+    fn unmask_into_inbuf(
+        &mut self,
+        frame: &[u8],
+        header_len: usize,
+        key: Option<[u8; 4]>,
+        text: bool,
+    ) -> bool {
         let Some(key) = key else {
             self.inbuf.extend_from_slice(frame);
-            return;
+            return false;
         };
         let total = frame.len();
         self.inbuf.reserve(total);
@@ -686,10 +710,17 @@ impl Connection {
                 d.write(*s);
             }
         }
-        copy_masked_uninit(&mut spare[header_len..], &frame[header_len..], key);
+        let (dst, src) = (&mut spare[header_len..], &frame[header_len..]);
+        let ascii = if text {
+            copy_masked_uninit_ascii(dst, src, key).1
+        } else {
+            copy_masked_uninit(dst, src, key);
+            false
+        };
         // SAFETY: the `total` spare bytes were just written: the header by the move or loop
-        // above, the payload by `copy_masked_uninit`.
+        // above, the payload by `copy_masked_uninit_ascii`.
         unsafe { self.inbuf.set_len(old + total) };
+        ascii
     }
 
     /// Makes room for `n` bytes in the receive buffer, which is empty here. Too small, it is

@@ -115,7 +115,6 @@ pub(crate) fn copy_masked_uninit<'a>(
 ///
 /// Panics if `dst` and `src` differ in length.
 #[inline(always)]
-#[allow(dead_code)] // Wired into the receive path once its rework lands.
 pub(crate) fn copy_masked_uninit_ascii<'a>(
     dst: &'a mut [core::mem::MaybeUninit<u8>],
     src: &[u8],

@@ -101,6 +101,19 @@ impl Utf8Validator {
         }
     }
 
+    /// [`feed`](Self::feed) for bytes the caller may already know to be ASCII (`ascii`, from
+    /// the unmasking pass): then, with no code point left unfinished before them, they are
+    /// valid and only counted (performance: no second pass over ASCII text).
+    #[inline]
+    pub fn feed_checked(&mut self, bytes: &[u8], ascii: bool) -> Result<(), InvalidUtf8> {
+        if ascii && self.pending_len == 0 {
+            debug_assert!(bytes.is_ascii());
+            self.fed += bytes.len() as u64;
+            return Ok(());
+        }
+        self.feed(bytes)
+    }
+
     /// Checks that the text did not end inside a code point.
     #[inline]
     pub fn finish(&self) -> Result<(), InvalidUtf8> {
