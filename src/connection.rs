@@ -198,7 +198,9 @@ fn copy_uninit<'a>(dst: &'a mut [core::mem::MaybeUninit<u8>], src: &[u8]) -> &'a
 /// `dst = src ^ key` for exactly 16 bytes (four whole keys), `key` read little-endian from
 /// the mask key's bytes: two word XORs, for `receive_run`'s small payloads.
 #[inline(always)]
-fn unmask_block(dst: &mut [MaybeUninit<u8>], src: &[u8], key: u32) {
+///
+/// Returns the unmasked block as two little-endian words, for [`block_is_ascii`].
+fn unmask_block(dst: &mut [MaybeUninit<u8>], src: &[u8], key: u32) -> (u64, u64) {
     let (Some(dst), Some(src)) = (dst.first_chunk_mut::<16>(), src.first_chunk::<16>()) else {
         unreachable!("unmask_block takes 16-byte blocks");
     };
@@ -210,6 +212,17 @@ fn unmask_block(dst: &mut [MaybeUninit<u8>], src: &[u8], key: u32) {
     out[..8].copy_from_slice(&lo.to_le_bytes());
     out[8..].copy_from_slice(&hi.to_le_bytes());
     *dst = out.map(MaybeUninit::new);
+    (lo, hi)
+}
+
+/// Whether the first `len` (at most 16) bytes of a block from [`unmask_block`] are ASCII: a
+/// text payload that small then needs no UTF-8 pass (performance: two masks and a test).
+#[inline(always)]
+fn block_is_ascii(lo: u64, hi: u64, len: usize) -> bool {
+    debug_assert!(len <= 16);
+    let first = |n: usize| if n >= 8 { !0 } else { (1u64 << (8 * n)) - 1 };
+    let (lo_mask, hi_mask) = (first(len), first(len.saturating_sub(8)));
+    ((lo & lo_mask) | (hi & hi_mask)) & 0x8080_8080_8080_8080 == 0
 }
 
 /// The frame being received: its header is parsed, its payload is arriving.
@@ -584,7 +597,11 @@ impl Connection {
                 // it goes (all but the last frames of a read) is unmasked as one fixed 16-byte
                 // block: no length dispatch (performance). What it writes past the payload is
                 // spare capacity, overwritten by the next payload or never read.
-                unmask_block(&mut spare[filled..filled + 16], &data[body..body + 16], key);
+                let (lo, hi) =
+                    unmask_block(&mut spare[filled..filled + 16], &data[body..body + 16], key);
+                if text {
+                    known_ascii = block_is_ascii(lo, hi, len);
+                }
             } else {
                 let Some(payload) = data.get(body..end) else {
                     break;
@@ -1431,6 +1448,26 @@ mod tests {
     use super::*;
     use alloc::vec;
     use alloc::vec::Vec;
+
+    #[test]
+    fn block_is_ascii_looks_at_exactly_the_payload() {
+        // One high byte at every position, inside and outside the first `len` bytes.
+        for len in 0..=16 {
+            for high_at in 0..17 {
+                let mut block = [b'a'; 16];
+                if high_at < 16 {
+                    block[high_at] = 0xC3;
+                }
+                let lo = u64::from_le_bytes(block[..8].try_into().unwrap());
+                let hi = u64::from_le_bytes(block[8..].try_into().unwrap());
+                assert_eq!(
+                    block_is_ascii(lo, hi, len),
+                    block[..len].is_ascii(),
+                    "len {len} high byte at {high_at}"
+                );
+            }
+        }
+    }
 
     fn frame(opcode: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
         let mut out = vec![0x80 | opcode];

@@ -1207,7 +1207,14 @@ proptest! {
                 prop_assert_eq!(a, &b);
             }
             (Ok(ServerStatus::Complete(a)), Ok(ServerStatus::Complete(b))) => {
-                prop_assert_eq!(a, &b);
+                prop_assert_eq!(a.path(), b.path());
+                prop_assert_eq!(a.query(), b.query());
+                prop_assert_eq!(a.headers(), b.headers());
+                prop_assert_eq!(a.offer(), b.offer());
+                // Bytes after the blank line (a generated empty header line ends the request
+                // early) are leftover; fed in pieces, only those up to the read that completed
+                // the request were given.
+                prop_assert!(a.leftover().starts_with(b.leftover()));
                 prop_assert!(a.accept(&Accept::new()).is_ok());
             }
             (a, b) => prop_assert!(false, "{:?} vs {:?}", a, b),
