@@ -1178,8 +1178,13 @@ impl Connection {
             return;
         }
         if self.liveness.idle_deadline().is_some_and(|t| t <= now) {
-            let silent = self.liveness.silent_for(now);
-            self.end(EndReason::IdleTimeout(silent));
+            // A connection already failed (say by the message timeout, which no input
+            // refreshes) keeps its protocol error as the reason: it came first.
+            let reason = match self.failed.clone() {
+                Some(err) => EndReason::ProtocolError(err),
+                None => EndReason::IdleTimeout(self.liveness.silent_for(now)),
+            };
+            self.end(reason);
             return;
         }
         if self.closing.echo_due.is_some_and(|t| t <= now) {

@@ -250,7 +250,13 @@ mod uninit_tests {
             for len in (0..300usize).chain([511, 1024, 4099]) {
                 // The plain text is ASCII, or has one non-ASCII byte at a position that moves
                 // through the first vector, the body and the last vector.
-                for bad in [None, Some(0), Some(len / 3), Some(len / 2), Some(len.saturating_sub(1))] {
+                for bad in [
+                    None,
+                    Some(0),
+                    Some(len / 3),
+                    Some(len / 2),
+                    Some(len.saturating_sub(1)),
+                ] {
                     let mut plain: Vec<u8> =
                         (0..len).map(|i| (i * 37 + len) as u8 & 0x7f).collect();
                     if let Some(at) = bad.filter(|_| len > 0) {

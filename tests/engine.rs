@@ -413,6 +413,32 @@ fn message_timeout_fails_a_slow_fragmented_message_with_1008() {
         .starts_with("protocol error 1008: fragmented message not finished"));
 }
 
+/// A failed connection whose Close cannot be written (the peer stopped reading) and whose peer
+/// then stays silent past the idle timeout ends with the protocol error that came first, not
+/// as an idle timeout: one honest reason per connection.
+#[test]
+fn idle_timeout_after_a_protocol_error_keeps_the_protocol_error() {
+    let config = Config {
+        message_timeout: Some(ms(500)),
+        idle_timeout: Some(ms(1000)),
+        close_timeout: Duration::from_secs(5),
+        ..quiet()
+    };
+    let mut server = Connection::server(config, Instant::ZERO);
+    server
+        .receive(Instant::ZERO, &client_frame(false, 1, b"part"))
+        .unwrap();
+    server.handle_timeout(Instant::from_millis(500));
+    // The Close (1008) is queued, never written.
+    assert!(ended(&drain_events(&mut server)).is_none());
+    assert_eq!(server.poll_timeout(), Some(Instant::from_millis(1000)));
+    server.handle_timeout(Instant::from_millis(1000));
+    let end = ended(&drain_events(&mut server))
+        .cloned()
+        .expect("ended at the idle deadline");
+    assert!(end.to_string().starts_with("protocol error 1008"), "{end}");
+}
+
 #[test]
 fn single_frame_messages_are_not_copied() {
     let mut server = Connection::server(quiet(), Instant::ZERO);
