@@ -813,6 +813,11 @@ impl Driver {
         // Polled in place, not a `select!` over futures made and dropped on every wait
         // (performance: measured at about 1 300 instructions per wait, the largest cost of a
         // small message through the adapter). Same priorities as listed.
+        if !has_backlog && self.backlog.capacity() > 0 {
+            // The application caught up: the backlog's storage is not needed while waiting.
+            self.backlog = VecDeque::new();
+        }
+        let mut idle_released = false;
         let mut woke = poll_fn(|cx| {
             if timer_armed && self.timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Woke::Timer);
@@ -834,6 +839,11 @@ impl Driver {
             }
             if self.shared.wake.poll(cx).is_ready() {
                 return Poll::Ready(Woke::Nudge);
+            }
+            if !idle_released {
+                // The task is about to sleep: what an idle connection need not hold goes.
+                idle_released = true;
+                self.conn.release_idle_memory();
             }
             Poll::Pending
         });
