@@ -1022,7 +1022,11 @@ impl Connection {
 
     #[inline]
     fn check_can_send(&mut self, len: usize) -> Result<(), fn(Bytes) -> SendError> {
-        if !self.can_send() {
+        // `can_send` by two flags (performance): failing and every way of closing queue a
+        // Close, which marks the outbound queue closed.
+        let can_send = !self.ended && !self.out.closed();
+        debug_assert_eq!(can_send, self.can_send());
+        if !can_send {
             return Err(|payload| SendError::Closing { payload });
         }
         if !self.out.has_room(len) {

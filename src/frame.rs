@@ -158,7 +158,10 @@ pub fn parse_header(buf: &[u8]) -> Result<Status<FrameHeader>, HeaderError> {
 
 /// An encoded header: up to [`MAX_HEADER_LEN`] bytes kept inline, so queueing a frame never
 /// allocates for its header.
+// 16 bytes, aligned (performance: queued and committed frames copy it as two words, not as
+// five pieces at odd offsets).
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(8))]
 pub struct EncodedHeader {
     bytes: [u8; MAX_HEADER_LEN],
     len: u8,
@@ -186,25 +189,34 @@ pub fn encode_header(
     mask: Option<[u8; 4]>,
     payload_len: u64,
 ) -> EncodedHeader {
-    let mut bytes = [0u8; MAX_HEADER_LEN];
-    bytes[0] = ((fin as u8) << 7) | opcode as u8;
+    // Built as one little-endian integer, byte i at bits 8i (performance: a few shifts and two
+    // word stores, not byte stores at varying offsets through the stack).
+    let first = ((fin as u8) << 7) | opcode as u8;
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let mut len = if payload_len < 126 {
-        bytes[1] = mask_bit | payload_len as u8;
-        2
+    let (mut word, mut len) = if payload_len < 126 {
+        (
+            u128::from(first) | u128::from(mask_bit | payload_len as u8) << 8,
+            2,
+        )
     } else if payload_len <= u16::MAX as u64 {
-        bytes[1] = mask_bit | 126;
-        bytes[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
-        4
+        let extended = u16::from_le_bytes((payload_len as u16).to_be_bytes());
+        (
+            u128::from(first) | u128::from(mask_bit | 126) << 8 | u128::from(extended) << 16,
+            4,
+        )
     } else {
-        bytes[1] = mask_bit | 127;
-        bytes[2..10].copy_from_slice(&payload_len.to_be_bytes());
-        10
+        let extended = u64::from_le_bytes(payload_len.to_be_bytes());
+        (
+            u128::from(first) | u128::from(mask_bit | 127) << 8 | u128::from(extended) << 16,
+            10,
+        )
     };
     if let Some(key) = mask {
-        bytes[len..len + 4].copy_from_slice(&key);
+        word |= u128::from(u32::from_le_bytes(key)) << (8 * len);
         len += 4;
     }
+    let mut bytes = [0u8; MAX_HEADER_LEN];
+    bytes.copy_from_slice(&word.to_le_bytes()[..MAX_HEADER_LEN]);
     EncodedHeader {
         bytes,
         len: len as u8,
