@@ -1063,6 +1063,8 @@ impl Connection {
     /// Queues a message prepared once for many connections (see [`PreparedMessage`]). On a
     /// server engine the payload is shared and the header reused; a client engine masks its
     /// own copy, as it must.
+    // Inlined (performance): once per connection in a fan-out loop, from the caller's crate.
+    #[inline]
     pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), SendError> {
         let (opcode, header, payload) = message.parts();
         let header = (self.role == Role::Server && payload.len() <= self.config.max_send_fragment)
