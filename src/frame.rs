@@ -191,30 +191,29 @@ pub fn encode_header(
 ) -> EncodedHeader {
     // Built as one little-endian integer, byte i at bits 8i (performance: a few shifts and two
     // word stores, not byte stores at varying offsets through the stack).
-    let first = ((fin as u8) << 7) | opcode as u8;
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let (mut word, mut len) = if payload_len < 126 {
-        (
-            u128::from(first) | u128::from(mask_bit | payload_len as u8) << 8,
-            2,
-        )
+    let first = u128::from(((fin as u8) << 7) | opcode as u8);
+    let (mask_bit, key, key_len) = match mask {
+        Some(key) => (0x80, u128::from(u32::from_le_bytes(key)), 4),
+        None => (0, 0, 0),
+    };
+    // The key follows the length; each form shifts it by a constant.
+    let (word, len) = if payload_len < 126 {
+        let second = u128::from(mask_bit | payload_len as u8);
+        (first | second << 8 | key << 16, 2)
     } else if payload_len <= u16::MAX as u64 {
-        let extended = u16::from_le_bytes((payload_len as u16).to_be_bytes());
+        let extended = u128::from(u16::from_le_bytes((payload_len as u16).to_be_bytes()));
         (
-            u128::from(first) | u128::from(mask_bit | 126) << 8 | u128::from(extended) << 16,
+            first | u128::from(mask_bit | 126) << 8 | extended << 16 | key << 32,
             4,
         )
     } else {
-        let extended = u64::from_le_bytes(payload_len.to_be_bytes());
+        let extended = u128::from(u64::from_le_bytes(payload_len.to_be_bytes()));
         (
-            u128::from(first) | u128::from(mask_bit | 127) << 8 | u128::from(extended) << 16,
+            first | u128::from(mask_bit | 127) << 8 | extended << 16 | key << 80,
             10,
         )
     };
-    if let Some(key) = mask {
-        word |= u128::from(u32::from_le_bytes(key)) << (8 * len);
-        len += 4;
-    }
+    let len = len + key_len;
     let mut bytes = [0u8; MAX_HEADER_LEN];
     bytes.copy_from_slice(&word.to_le_bytes()[..MAX_HEADER_LEN]);
     EncodedHeader {

@@ -195,7 +195,15 @@ pub(crate) struct Outbound {
     control_pending: bool,
     /// A Close was asked for (`set_close` or `abandon_with_close`): no data may follow.
     closed: bool,
-    /// The message at the head of the data queue.
+    /// Fast lane (server role): a message that goes out as one frame, queued when no other
+    /// message was, with its header computed at once. While queued it is first in data order
+    /// (before `next`); committed into an idle wire it stays here (`lane_committed`) as the
+    /// first frame on the wire, before `head` (performance: a message is stored once and
+    /// never moved between queue, wire and stack).
+    lane: Option<Bytes>,
+    lane_header: EncodedHeader,
+    lane_committed: bool,
+    /// The message at the head of the data queue (after the lane's).
     next: Option<QueuedMessage>,
     /// Messages queued behind `next`. Empty whenever `next` is `None`.
     data: VecDeque<QueuedMessage>,
@@ -235,6 +243,9 @@ impl Outbound {
             ping: None,
             control_pending: false,
             closed: false,
+            lane: None,
+            lane_header: encode_header(true, OpCode::Binary, None, 0),
+            lane_committed: false,
             next: None,
             data: VecDeque::new(),
             close: None,
@@ -274,8 +285,19 @@ impl Outbound {
         payload: Bytes,
         header: Option<EncodedHeader>,
     ) {
-        self.queued_bytes += payload.len();
+        let len = payload.len();
+        self.queued_bytes += len;
         self.queued_messages += 1;
+        if self.lane.is_none()
+            && self.next.is_none()
+            && self.keys.is_none()
+            && len <= self.max_fragment
+        {
+            self.lane_header =
+                header.unwrap_or_else(|| encode_header(true, opcode, None, len as u64));
+            self.lane = Some(payload);
+            return;
+        }
         let message = QueuedMessage {
             opcode,
             payload,
@@ -333,10 +355,19 @@ impl Outbound {
         while let Some(frame) = self.wire.pop_back() {
             self.forget(frame, &mut lost);
         }
-        if self.wire_offset == 0 {
+        // The first frame on the wire (the committed lane, else `head`) is kept if started.
+        if self.wire_offset == 0 || self.lane_committed {
             if let Some(frame) = self.head.take() {
                 self.forget(frame, &mut lost);
             }
+        }
+        if self.lane.is_some() && !(self.lane_committed && self.wire_offset > 0) {
+            let payload = self.lane.take().expect("checked");
+            self.lane_committed = false;
+            self.queued_bytes -= payload.len();
+            self.queued_messages -= 1;
+            lost.bytes += payload.len();
+            lost.messages += 1;
         }
         if self.head.is_none() {
             self.release_staging();
@@ -391,14 +422,50 @@ impl Outbound {
 
     /// True when nothing is queued or in flight.
     pub(crate) fn is_idle(&self) -> bool {
-        self.head.is_none()
+        self.lane.is_none()
+            && self.head.is_none()
             && self.pong.is_none()
             && self.ping.is_none()
             && self.next.is_none()
             && self.close.is_none()
     }
 
-    /// Chooses the next frame by the ordering rule (see the module docs).
+    /// Commits the next frame by the ordering rule (see the module docs): the fast lane's
+    /// message in place when nothing else is committed, any other frame into `head` or `wire`.
+    /// False when there is nothing to commit.
+    #[inline]
+    fn commit_next(&mut self) -> bool {
+        // The lane's message is waiting, so a control frame goes first unless fairness gives
+        // this turn to data (as in `next_frame`); a committed Close ends everything.
+        if self.lane.is_some()
+            && !self.lane_committed
+            && self.head.is_none()
+            && (!self.control_pending || self.last_was_control)
+            && !self.close_committed
+        {
+            self.last_was_control = false;
+            self.lane_committed = true;
+            return true;
+        }
+        let Some(frame) = self.next_frame() else {
+            return false;
+        };
+        if self.head.is_none() {
+            self.head = Some(frame);
+        } else {
+            self.wire.push_back(frame);
+        }
+        true
+    }
+
+    /// True when a data frame is waiting to be committed.
+    #[inline]
+    fn data_waiting(&self) -> bool {
+        (self.lane.is_some() && !self.lane_committed) || self.next.is_some()
+    }
+
+    /// Chooses the next frame by the ordering rule (see the module docs), taking a queued
+    /// lane message out of the lane (`commit_next` commits it in place when it can).
     #[inline]
     fn next_frame(&mut self) -> Option<WireFrame> {
         if self.close_committed {
@@ -406,7 +473,7 @@ impl Outbound {
         }
         // Fairness: after a control frame, one data frame goes before the next control frame,
         // so a peer pinging once per PONG cannot starve our data.
-        if self.control_pending && (!self.last_was_control || self.next.is_none()) {
+        if self.control_pending && (!self.last_was_control || !self.data_waiting()) {
             self.last_was_control = true;
             if let Some(payload) = self.pong.take() {
                 self.control_pending = self.ping.is_some();
@@ -419,6 +486,15 @@ impl Outbound {
             unreachable!("control_pending with neither PONG nor PING");
         }
         self.last_was_control = false;
+        if !self.lane_committed {
+            if let Some(payload) = self.lane.take() {
+                return Some(WireFrame {
+                    header: self.lane_header,
+                    payload: WirePayload::Shared(payload),
+                    kind: FrameKind::Data { last: true },
+                });
+            }
+        }
         let Some(mut message) = self.next.take() else {
             let body = self.close.take()?;
             self.close_committed = true;
@@ -490,6 +566,17 @@ impl Outbound {
         }
     }
 
+    /// The length of the lane's frame if it is committed, else 0.
+    #[inline]
+    fn lane_len(&self) -> usize {
+        match &self.lane {
+            Some(payload) if self.lane_committed => {
+                self.lane_header.as_slice().len() + payload.len()
+            }
+            _ => 0,
+        }
+    }
+
     /// Empties the staging buffer once no committed frame refers to it, and gives back a
     /// capacity that only a large frame needed, so an idle client holds at most one block.
     #[inline]
@@ -503,13 +590,14 @@ impl Outbound {
     /// The rest of the frame in flight, committing the next frame if none is.
     #[inline]
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
-        if self.head.is_none() {
-            let frame = self.next_frame()?;
-            self.head = Some(frame);
+        if !self.lane_committed && self.head.is_none() && !self.commit_next() {
+            return None;
         }
-        let frame = self.head.as_ref()?;
-        let header = frame.header.as_slice();
-        let payload = frame.payload(&self.staging);
+        let (header, payload): (&[u8], &[u8]) = match (&self.lane, &self.head) {
+            (Some(payload), _) if self.lane_committed => (self.lane_header.as_slice(), payload),
+            (_, Some(frame)) => (frame.header.as_slice(), frame.payload(&self.staging)),
+            _ => unreachable!("a frame was just committed"),
+        };
         let offset = self.wire_offset;
         Some(if offset < header.len() {
             Transmit {
@@ -533,37 +621,49 @@ impl Outbound {
         out: &mut [&'a [u8]],
         max_bytes: usize,
     ) -> usize {
-        let mut gathered: usize = self
-            .head
-            .iter()
-            .chain(self.wire.iter())
-            .map(WireFrame::len)
-            .sum::<usize>()
+        let mut gathered: usize = self.lane_len()
+            + self
+                .head
+                .iter()
+                .chain(self.wire.iter())
+                .map(WireFrame::len)
+                .sum::<usize>()
             - self.wire_offset;
         // Commit more only while there is room for a frame's two slices, and only up to the
         // byte cap: frames committed here can no longer be overtaken by a PONG.
         loop {
-            let committed = usize::from(self.head.is_some()) + self.wire.len();
+            let committed = usize::from(self.lane_committed)
+                + usize::from(self.head.is_some())
+                + self.wire.len();
             if (committed + 1) * 2 > out.len() || gathered >= max_bytes {
                 break;
             }
-            match self.next_frame() {
-                Some(frame) => {
-                    gathered += frame.len();
-                    if self.head.is_none() {
-                        self.head = Some(frame);
-                    } else {
-                        self.wire.push_back(frame);
-                    }
-                }
-                None => break,
+            if !self.commit_next() {
+                break;
             }
+            gathered = self.lane_len()
+                + self
+                    .head
+                    .iter()
+                    .chain(self.wire.iter())
+                    .map(WireFrame::len)
+                    .sum::<usize>()
+                - self.wire_offset;
         }
         let this: &'a Self = self;
         let mut used = 0;
         let mut skip = this.wire_offset;
-        for frame in this.head.iter().chain(this.wire.iter()) {
-            for part in [frame.header.as_slice(), frame.payload(&this.staging)] {
+        let lane = match &this.lane {
+            Some(payload) if this.lane_committed => Some([this.lane_header.as_slice(), payload]),
+            _ => None,
+        };
+        let frames = this
+            .head
+            .iter()
+            .chain(this.wire.iter())
+            .map(|frame| [frame.header.as_slice(), frame.payload(&this.staging)]);
+        for parts in lane.into_iter().chain(frames) {
+            for part in parts {
                 let part = if skip >= part.len() {
                     skip -= part.len();
                     continue;
@@ -587,6 +687,22 @@ impl Outbound {
     pub(crate) fn advance(&mut self, mut n: usize) -> Written {
         let mut done = Written::default();
         while n > 0 {
+            if self.lane_committed {
+                let left = self.lane_len() - self.wire_offset;
+                if n < left {
+                    self.wire_offset += n;
+                    break;
+                }
+                n -= left;
+                self.wire_offset = 0;
+                done.frames += 1;
+                done.messages += 1;
+                self.queued_bytes -= self.lane.as_ref().map_or(0, Bytes::len);
+                self.queued_messages -= 1;
+                self.lane = None;
+                self.lane_committed = false;
+                continue;
+            }
             let Some(front) = &self.head else {
                 panic!("advance_transmit: {n} more bytes reported written than were handed out");
             };
@@ -705,13 +821,17 @@ mod tests {
         }
     }
 
-    /// Parses a client's byte stream: (opcode, fin, unmasked payload) per frame.
-    fn parse(mut wire: &[u8]) -> Vec<(u8, bool, Vec<u8>)> {
+    /// Parses a byte stream, masked (client) or not: (opcode, fin, unmasked payload) per frame.
+    fn parse(mut wire: &[u8], masked: bool) -> Vec<(u8, bool, Vec<u8>)> {
         let mut frames = Vec::new();
         while !wire.is_empty() {
             let fin = wire[0] & 0x80 != 0;
             let opcode = wire[0] & 0x0f;
-            assert!(wire[1] & 0x80 != 0, "client frames are masked");
+            assert_eq!(
+                wire[1] & 0x80 != 0,
+                masked,
+                "client frames are masked, no others"
+            );
             let (len, mut at) = match wire[1] & 0x7f {
                 126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
                 127 => (
@@ -720,8 +840,11 @@ mod tests {
                 ),
                 n => (n as usize, 2),
             };
-            let key = [wire[at], wire[at + 1], wire[at + 2], wire[at + 3]];
-            at += 4;
+            let mut key = [0; 4];
+            if masked {
+                key.copy_from_slice(&wire[at..at + 4]);
+                at += 4;
+            }
             let payload = wire[at..at + len]
                 .iter()
                 .enumerate()
@@ -733,12 +856,62 @@ mod tests {
         frames
     }
 
-    /// The client role's staging buffer under random sends, control frames, vectored and
-    /// partial writes and abandonment: every frame arrives whole and in order, masked payloads
-    /// intact (the staging buffer is compacted and grown while frames are committed).
+    fn server() -> Outbound {
+        Outbound::new(1 << 20, 0, 1 << 10, None)
+    }
+
+    /// Writes the frame in flight whole; returns its bytes.
+    fn write_frame(out: &mut Outbound) -> Vec<u8> {
+        let t = out.poll_transmit().expect("a frame");
+        let all = [t.header, t.payload].concat();
+        out.advance(all.len());
+        all
+    }
+
+    /// The fast lane keeps the ordering rule: a PONG overtakes a lane message not yet
+    /// started, a Close waits for it, and abandoning drops it unless it is started.
     #[test]
-    fn client_staging_survives_partial_and_vectored_writes() {
-        for seed in 1..150u64 {
+    fn fast_lane_keeps_the_ordering_rule() {
+        let mut out = server();
+        out.push_data(OpCode::Binary, Bytes::from_static(b"data"), None);
+        out.set_pong(Bytes::from_static(b"p"));
+        out.set_close(Bytes::from_static(&[3, 232]));
+        assert_eq!(write_frame(&mut out), b"\x8a\x01p");
+        assert_eq!(write_frame(&mut out), b"\x82\x04data");
+        assert_eq!(write_frame(&mut out), b"\x88\x02\x03\xe8");
+        assert!(out.poll_transmit().is_none() && out.is_idle());
+
+        // Committed in place but not started: dropped and counted.
+        let mut out = server();
+        out.push_data(OpCode::Text, Bytes::from_static(b"hi"), None);
+        assert!(out.poll_transmit().unwrap().starts_frame);
+        let lost = out.abandon_with_close(Bytes::from_static(&[3, 232]));
+        assert_eq!((lost.messages, lost.bytes), (1, 2));
+        assert_eq!(write_frame(&mut out), b"\x88\x02\x03\xe8");
+        assert_eq!(out.unsent_now(), Unsent::default());
+
+        // Started: finished before the Close, and the message queued behind it is dropped.
+        let mut out = server();
+        out.push_data(OpCode::Text, Bytes::from_static(b"hi"), None);
+        out.push_data(OpCode::Text, Bytes::from_static(b"later"), None);
+        assert_eq!(out.poll_transmit().unwrap().len(), 4);
+        out.advance(1);
+        let lost = out.abandon_with_close(Bytes::from_static(&[3, 232]));
+        assert_eq!((lost.messages, lost.bytes), (1, 5));
+        assert_eq!(write_frame(&mut out), b"\x02hi");
+        assert_eq!(write_frame(&mut out), b"\x88\x02\x03\xe8");
+        assert!(out.is_idle());
+        assert_eq!(out.unsent_now(), Unsent::default());
+    }
+
+    /// Random sends, control frames, vectored and partial writes and abandonment, in both
+    /// roles: every frame arrives whole and in order, payloads intact. Client: the staging
+    /// buffer is compacted and grown while frames are committed. Server: the fast lane is
+    /// committed in place or taken out behind other frames.
+    #[test]
+    fn frames_survive_partial_and_vectored_writes() {
+        for seed in 1..300u64 {
+            let masked = seed % 2 == 1;
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut key_rng = Rng(seed);
             let keys = MaskKeys::new(Box::new(move |buf: &mut [u8]| {
@@ -747,18 +920,24 @@ mod tests {
                 }
             }));
             let max_fragment = 1 + rng.below(6000);
-            let mut out = Outbound::new(1 << 30, 0, max_fragment, Some(keys));
+            let mut out = Outbound::new(1 << 30, 0, max_fragment, masked.then_some(keys));
             let mut sent: Vec<Vec<u8>> = Vec::new();
             let mut wire = Vec::new();
             let mut lost = None;
+            // How much more often than the rest writes come: from a backlog to an idle queue.
+            let write_bias = rng.below(4);
             for _ in 0..300 {
-                match rng.below(10) {
+                let op = rng.below(10 + 6 * write_bias);
+                let op = if op >= 10 { 6 + op % 3 } else { op };
+                match op {
                     0..=3 if lost.is_none() => {
                         let len = [0, 1, 16, 125, 126, 1000, 5000, 9000][rng.below(8)];
                         let id = sent.len() as u8;
                         let payload: Vec<u8> =
                             (0..len).map(|i| id ^ (i as u8).wrapping_mul(7)).collect();
-                        out.push_data(OpCode::Binary, Bytes::from(payload.clone()), None);
+                        let header = (rng.below(2) == 0 && len <= max_fragment)
+                            .then(|| encode_header(true, OpCode::Binary, None, len as u64));
+                        out.push_data(OpCode::Binary, Bytes::from(payload.clone()), header);
                         sent.push(payload);
                     }
                     4 => out.set_pong(Bytes::from_static(b"pong")),
@@ -768,20 +947,35 @@ mod tests {
                         let max_bytes = 1 + rng.below(20000);
                         let used = out.transmit_chunks(&mut slices, max_bytes);
                         let all: Vec<u8> = slices[..used].concat();
-                        let n = rng.below(all.len() + 1);
+                        let n = match rng.below(3) {
+                            0 => all.len(),
+                            1 => 0,
+                            _ => rng.below(all.len() + 1),
+                        };
                         wire.extend_from_slice(&all[..n]);
                         out.advance(n);
                     }
                     8 => {
                         if let Some(t) = out.poll_transmit() {
                             let all = [t.header, t.payload].concat();
-                            let n = rng.below(all.len() + 1);
+                            let n = match rng.below(3) {
+                                0 => all.len(),
+                                1 => 0,
+                                _ => rng.below(all.len() + 1),
+                            };
                             wire.extend_from_slice(&all[..n]);
                             out.advance(n);
                         }
                     }
                     _ if lost.is_none() && rng.below(20) == 0 => {
                         lost = Some(out.abandon_with_close(Bytes::from_static(&[3, 232])));
+                        // Only a frame already started stays committed.
+                        let committed = usize::from(out.lane_committed)
+                            + usize::from(out.head.is_some())
+                            + out.wire.len();
+                        assert_eq!(committed, usize::from(out.wire_offset > 0), "seed {seed}");
+                        assert!(out.lane_committed || out.lane.is_none());
+                        assert!(out.next.is_none() && out.data.is_empty());
                     }
                     _ => {}
                 }
@@ -797,7 +991,7 @@ mod tests {
             let mut messages = Vec::new();
             let mut partial: Option<Vec<u8>> = None;
             let mut closed = false;
-            for (opcode, fin, payload) in parse(&wire) {
+            for (opcode, fin, payload) in parse(&wire, masked) {
                 assert!(!closed, "nothing after the Close");
                 match opcode {
                     0 | 2 => {
