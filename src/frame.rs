@@ -173,6 +173,18 @@ impl EncodedHeader {
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
+
+    /// This unmasked header with the mask bit set and `key` appended (cheaper than encoding
+    /// again when the key is drawn after the header was made).
+    #[inline]
+    pub(crate) fn masked(mut self, key: [u8; 4]) -> EncodedHeader {
+        debug_assert!(self.bytes[1] & 0x80 == 0, "already masked");
+        self.bytes[1] |= 0x80;
+        let at = self.len as usize;
+        self.bytes[at..at + 4].copy_from_slice(&key);
+        self.len += 4;
+        self
+    }
 }
 
 impl core::fmt::Debug for EncodedHeader {
@@ -225,6 +237,19 @@ pub fn encode_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_equals_encoding_with_the_key() {
+        for len in [0, 1, 125, 126, 65535, 65536, u64::MAX >> 1] {
+            for fin in [false, true] {
+                let key = [0xa1, 0xb2, 0xc3, 0xd4];
+                assert_eq!(
+                    encode_header(fin, OpCode::Text, None, len).masked(key),
+                    encode_header(fin, OpCode::Text, Some(key), len)
+                );
+            }
+        }
+    }
 
     #[test]
     fn rfc_5_7_examples() {

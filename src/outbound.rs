@@ -38,7 +38,9 @@ use crate::mask::copy_masked_uninit;
 use crate::random::MaskKeys;
 
 /// The client role stages masked payloads in a buffer of at least this size, so that one
-/// allocation serves many frames (performance). An idle connection keeps at most this much.
+/// allocation serves many frames (performance). An idle connection keeps at most this much
+/// there, and at most this much in the fast lane's buffer (which takes messages up to this
+/// size).
 const STAGING_BLOCK: usize = 8 << 10;
 
 /// A message encoded once and queued on any number of server connections without copying or
@@ -131,6 +133,33 @@ impl WireFrame {
     }
 }
 
+/// The fast lane's payload.
+#[derive(Debug)]
+enum LanePayload {
+    /// The caller's bytes (server role).
+    Shared(Bytes),
+    /// The masked copy: the first this many bytes of `lane_buf` (client role).
+    Masked(usize),
+}
+
+impl LanePayload {
+    #[inline]
+    fn len(&self) -> usize {
+        match self {
+            LanePayload::Shared(bytes) => bytes.len(),
+            LanePayload::Masked(len) => *len,
+        }
+    }
+
+    #[inline]
+    fn as_slice<'a>(&'a self, lane_buf: &'a [u8]) -> &'a [u8] {
+        match self {
+            LanePayload::Shared(bytes) => bytes,
+            LanePayload::Masked(len) => &lane_buf[..*len],
+        }
+    }
+}
+
 #[derive(Debug)]
 struct QueuedMessage {
     opcode: OpCode,
@@ -195,14 +224,19 @@ pub(crate) struct Outbound {
     control_pending: bool,
     /// A Close was asked for (`set_close` or `abandon_with_close`): no data may follow.
     closed: bool,
-    /// Fast lane (server role): a message that goes out as one frame, queued when no other
-    /// message was, with its header computed at once. While queued it is first in data order
-    /// (before `next`); committed into an idle wire it stays here (`lane_committed`) as the
-    /// first frame on the wire, before `head` (performance: a message is stored once and
-    /// never moved between queue, wire and stack).
-    lane: Option<Bytes>,
+    /// Fast lane: a message that goes out as one frame, queued when no other message was.
+    /// While queued it is first in data order (before `next`); committed into an idle wire it
+    /// stays here (`lane_committed`) as the first frame on the wire, before `head`, its
+    /// payload masked into `lane_buf` in the client role (performance: a message is stored
+    /// once and never moved between queue, wire and stack).
+    lane: Option<LanePayload>,
     lane_header: EncodedHeader,
+    lane_opcode: OpCode,
+    /// The lane's payload length (performance: no match on the payload to account for it).
+    lane_payload_len: usize,
     lane_committed: bool,
+    /// Client role: the lane's masked payload. Kept for reuse, up to one staging block.
+    lane_buf: Vec<u8>,
     /// The message at the head of the data queue (after the lane's).
     next: Option<QueuedMessage>,
     /// Messages queued behind `next`. Empty whenever `next` is `None`.
@@ -245,7 +279,10 @@ impl Outbound {
             closed: false,
             lane: None,
             lane_header: encode_header(true, OpCode::Binary, None, 0),
+            lane_opcode: OpCode::Binary,
+            lane_payload_len: 0,
             lane_committed: false,
+            lane_buf: Vec::new(),
             next: None,
             data: VecDeque::new(),
             close: None,
@@ -288,14 +325,20 @@ impl Outbound {
         let len = payload.len();
         self.queued_bytes += len;
         self.queued_messages += 1;
+        // Client role: up to a block, so the lane buffer never holds more (a larger message
+        // goes the ordinary way, through the staging buffer, which gives it back).
         if self.lane.is_none()
             && self.next.is_none()
-            && self.keys.is_none()
             && len <= self.max_fragment
+            && (self.keys.is_none() || len <= STAGING_BLOCK)
         {
+            // Server role: the header now (its final form). Client role: at commit, with the
+            // next mask key (keys are drawn in wire order).
             self.lane_header =
                 header.unwrap_or_else(|| encode_header(true, opcode, None, len as u64));
-            self.lane = Some(payload);
+            self.lane_opcode = opcode;
+            self.lane_payload_len = len;
+            self.lane = Some(LanePayload::Shared(payload));
             return;
         }
         let message = QueuedMessage {
@@ -309,6 +352,27 @@ impl Outbound {
         } else {
             self.data.push_back(message);
         }
+    }
+
+    /// Client role, committing the lane in place: masks its payload with the next key into
+    /// the lane buffer.
+    #[inline]
+    fn mask_lane(&mut self) {
+        let (Some(keys), Some(LanePayload::Shared(payload))) = (&mut self.keys, &self.lane) else {
+            return;
+        };
+        let key = keys.next_key();
+        let len = payload.len();
+        // The payload may be shared (fan-out, the caller's own copy): masked into the lane
+        // buffer in one fused copy-and-mask pass. Exact, so the buffer never grows past the
+        // largest lane message (at most a block).
+        self.lane_buf.clear();
+        self.lane_buf.reserve_exact(len);
+        copy_masked_uninit(&mut self.lane_buf.spare_capacity_mut()[..len], payload, key);
+        // SAFETY: the first `len` bytes were just written by `copy_masked_uninit`.
+        unsafe { self.lane_buf.set_len(len) };
+        self.lane_header = self.lane_header.masked(key);
+        self.lane = Some(LanePayload::Masked(len));
     }
 
     /// Owes a PONG with this payload, replacing any PONG not yet started (section 5.5.3).
@@ -445,6 +509,9 @@ impl Outbound {
         {
             self.last_was_control = false;
             self.lane_committed = true;
+            if self.keys.is_some() {
+                self.mask_lane();
+            }
             return true;
         }
         let Some(frame) = self.next_frame() else {
@@ -487,11 +554,20 @@ impl Outbound {
         }
         self.last_was_control = false;
         if !self.lane_committed {
-            if let Some(payload) = self.lane.take() {
-                return Some(WireFrame {
-                    header: self.lane_header,
-                    payload: WirePayload::Shared(payload),
-                    kind: FrameKind::Data { last: true },
+            if let Some(lane) = self.lane.take() {
+                let LanePayload::Shared(payload) = lane else {
+                    unreachable!("the lane is masked only when committed");
+                };
+                // An ordinary whole frame.
+                let kind = FrameKind::Data { last: true };
+                return Some(if self.keys.is_none() {
+                    WireFrame {
+                        header: self.lane_header,
+                        payload: WirePayload::Shared(payload),
+                        kind,
+                    }
+                } else {
+                    self.encode(true, self.lane_opcode, payload, kind)
                 });
             }
         }
@@ -569,11 +645,10 @@ impl Outbound {
     /// The length of the lane's frame if it is committed, else 0.
     #[inline]
     fn lane_len(&self) -> usize {
-        match &self.lane {
-            Some(payload) if self.lane_committed => {
-                self.lane_header.as_slice().len() + payload.len()
-            }
-            _ => 0,
+        if self.lane_committed {
+            self.lane_header.as_slice().len() + self.lane_payload_len
+        } else {
+            0
         }
     }
 
@@ -593,10 +668,19 @@ impl Outbound {
         if !self.lane_committed && self.head.is_none() && !self.commit_next() {
             return None;
         }
-        let (header, payload): (&[u8], &[u8]) = match (&self.lane, &self.head) {
-            (Some(payload), _) if self.lane_committed => (self.lane_header.as_slice(), payload),
-            (_, Some(frame)) => (frame.header.as_slice(), frame.payload(&self.staging)),
-            _ => unreachable!("a frame was just committed"),
+        let (header, payload): (&[u8], &[u8]) = if self.lane_committed {
+            let Some(payload) = &self.lane else {
+                unreachable!("a committed lane holds its message");
+            };
+            (
+                self.lane_header.as_slice(),
+                payload.as_slice(&self.lane_buf),
+            )
+        } else {
+            let Some(frame) = &self.head else {
+                unreachable!("a frame was just committed");
+            };
+            (frame.header.as_slice(), frame.payload(&self.staging))
         };
         let offset = self.wire_offset;
         Some(if offset < header.len() {
@@ -654,7 +738,10 @@ impl Outbound {
         let mut used = 0;
         let mut skip = this.wire_offset;
         let lane = match &this.lane {
-            Some(payload) if this.lane_committed => Some([this.lane_header.as_slice(), payload]),
+            Some(payload) if this.lane_committed => Some([
+                this.lane_header.as_slice(),
+                payload.as_slice(&this.lane_buf),
+            ]),
             _ => None,
         };
         let frames = this
@@ -697,7 +784,7 @@ impl Outbound {
                 self.wire_offset = 0;
                 done.frames += 1;
                 done.messages += 1;
-                self.queued_bytes -= self.lane.as_ref().map_or(0, Bytes::len);
+                self.queued_bytes -= self.lane_payload_len;
                 self.queued_messages -= 1;
                 self.lane = None;
                 self.lane_committed = false;
