@@ -1066,10 +1066,10 @@ impl Connection {
     // Inlined (performance): once per connection in a fan-out loop, from the caller's crate.
     #[inline]
     pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), SendError> {
+        // The prepared header is the unmasked one-frame header: the queue uses it only for a
+        // message that goes out as one frame, and masks it in the client role.
         let (opcode, header, payload) = message.parts();
-        let header = (self.role == Role::Server && payload.len() <= self.config.max_send_fragment)
-            .then_some(header);
-        self.send_data(opcode, payload.clone(), header)
+        self.send_data(opcode, payload.clone(), Some(header))
     }
 
     #[inline]

@@ -210,20 +210,10 @@ pub(crate) struct Written {
 // idle queue, write it" cycle never touches a `VecDeque`, which costs a capacity check, index
 // wrapping and a 64-byte copy per push and per pop).
 #[derive(Debug)]
+// `repr(C)`, the fields one send touches first (performance: a fan-out loop over many
+// connections touches few cache lines of each).
+#[repr(C)]
 pub(crate) struct Outbound {
-    /// The first committed frame, the one in flight; only it may be partly written.
-    head: Option<WireFrame>,
-    /// Frames committed behind `head`, in order (only `transmit_chunks` commits more than
-    /// one). Empty whenever `head` is `None`.
-    wire: VecDeque<WireFrame>,
-    /// Bytes of `head` already written.
-    wire_offset: usize,
-    pong: Option<Bytes>,
-    ping: Option<Bytes>,
-    /// `pong` or `ping` is set (performance: one test on the data path instead of two).
-    control_pending: bool,
-    /// A Close was asked for (`set_close` or `abandon_with_close`): no data may follow.
-    closed: bool,
     /// Fast lane: a message that goes out as one frame, queued when no other message was.
     /// While queued it is first in data order (before `next`); committed into an idle wire it
     /// stays here (`lane_committed`) as the first frame on the wire, before `head`, its
@@ -231,35 +221,51 @@ pub(crate) struct Outbound {
     /// once and never moved between queue, wire and stack).
     lane: Option<LanePayload>,
     lane_header: EncodedHeader,
-    lane_opcode: OpCode,
     /// The lane's payload length (performance: no match on the payload to account for it).
     lane_payload_len: usize,
-    lane_committed: bool,
-    /// Client role: the lane's masked payload. Kept for reuse, up to one staging block.
-    lane_buf: Vec<u8>,
-    /// The message at the head of the data queue (after the lane's).
-    next: Option<QueuedMessage>,
-    /// Messages queued behind `next`. Empty whenever `next` is `None`.
-    data: VecDeque<QueuedMessage>,
-    close: Option<Bytes>,
-    close_committed: bool,
-    /// The last frame committed was a PING or PONG (see the fairness rule).
-    last_was_control: bool,
+    /// Bytes of the first committed frame (the committed lane, else `head`) already written.
+    wire_offset: usize,
     /// Data payload bytes queued and not yet written (pending and on the wire).
     queued_bytes: usize,
     /// Messages queued and not yet fully written.
     queued_messages: usize,
     budget: usize,
     low_water: usize,
-    refused_since_drain: bool,
     max_fragment: usize,
-    /// Client role: where mask keys come from.
-    keys: Option<MaskKeys>,
+    lane_opcode: OpCode,
+    lane_committed: bool,
+    /// Client role (`keys` is set), as a flag next to the others.
+    masking: bool,
+    /// `pong` or `ping` is set (performance: one test on the data path instead of two).
+    control_pending: bool,
+    /// A Close was asked for (`set_close` or `abandon_with_close`): no data may follow.
+    closed: bool,
+    close_committed: bool,
+    /// The last frame committed was a PING or PONG (see the fairness rule).
+    last_was_control: bool,
+    refused_since_drain: bool,
+    /// The first committed frame when the lane's is not, the one in flight; only the first
+    /// committed frame may be partly written.
+    head: Option<WireFrame>,
+    /// The message at the head of the data queue (after the lane's).
+    next: Option<QueuedMessage>,
+    /// Frames committed behind `head`, in order (only `transmit_chunks` commits more than
+    /// one). Empty whenever `head` is `None`.
+    wire: VecDeque<WireFrame>,
+    /// Messages queued behind `next`. Empty whenever `next` is `None`.
+    data: VecDeque<QueuedMessage>,
+    pong: Option<Bytes>,
+    ping: Option<Bytes>,
+    close: Option<Bytes>,
+    /// Client role: the lane's masked payload. Kept for reuse, up to one staging block.
+    lane_buf: Vec<u8>,
     /// Client role: the masked payloads of the committed frames, in commit order (frames are
     /// written in that order, so what precedes the head frame's payload is dead). Emptied
     /// whenever the last committed frame is written, so it is reused without allocating;
     /// empty in the server role.
     staging: Vec<u8>,
+    /// Client role: where mask keys come from.
+    keys: Option<MaskKeys>,
 }
 
 impl Outbound {
@@ -294,6 +300,7 @@ impl Outbound {
             low_water,
             refused_since_drain: false,
             max_fragment: max_fragment.max(1),
+            masking: masking.is_some(),
             keys: masking,
             staging: Vec::new(),
         }
@@ -330,7 +337,7 @@ impl Outbound {
         if self.lane.is_none()
             && self.next.is_none()
             && len <= self.max_fragment
-            && (self.keys.is_none() || len <= STAGING_BLOCK)
+            && (!self.masking || len <= STAGING_BLOCK)
         {
             // Server role: the header now (its final form). Client role: at commit, with the
             // next mask key (keys are drawn in wire order).
@@ -509,7 +516,7 @@ impl Outbound {
         {
             self.last_was_control = false;
             self.lane_committed = true;
-            if self.keys.is_some() {
+            if self.masking {
                 self.mask_lane();
             }
             return true;
