@@ -27,6 +27,18 @@
 //!
 //! Messages longer than `max_send_fragment` are cut into fragments as they reach the head of
 //! the queue (the payload is sliced, not copied), so a PONG waits behind at most one fragment.
+//!
+//! # Storage
+//!
+//! The rule above is the whole contract; the storage is shaped for the common case of one
+//! message sent into an idle queue and written at once. Such a message (one frame; in the
+//! client role, at most `STAGING_BLOCK`) goes into a fast lane: queued there it is first in
+//! data order, and committed while nothing else is on the wire it stays there, so it is stored
+//! once and never moved. Otherwise the frame in flight and the message at the head of the data
+//! queue each have a slot, with only the rest in `VecDeque`s. The client role masks the lane's
+//! message into a lane buffer when it is committed, and every other frame into a staging
+//! buffer at commit, in commit order (so mask keys are drawn in wire order); frames refer to
+//! their masked bytes by position, and both buffers are reused.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
