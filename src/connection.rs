@@ -1072,7 +1072,8 @@ impl Connection {
         self.send_data(opcode, payload.clone(), Some(header))
     }
 
-    #[inline]
+    // Always inlined (performance): the body of every send call, small, in the caller's loop.
+    #[inline(always)]
     fn send_data(
         &mut self,
         opcode: OpCode,

@@ -34,8 +34,8 @@
 //! message sent into an idle queue and written at once. Such a message (one frame; in the
 //! client role, at most `STAGING_BLOCK`) goes into a fast lane: queued there it is first in
 //! data order, and committed while nothing else is on the wire it stays there, so it is stored
-//! once and never moved. Otherwise the frame in flight and the message at the head of the data
-//! queue each have a slot, with only the rest in `VecDeque`s. The client role masks the lane's
+//! once and never moved. Otherwise a message queued into an empty queue waits in a slot of its
+//! own, the rest in a `VecDeque`, and committed frames in another. The client role masks the lane's
 //! message into a lane buffer when it is committed, and every other frame into a staging
 //! buffer at commit, in commit order (so mask keys are drawn in wire order); frames refer to
 //! their masked bytes by position, and both buffers are reused.
@@ -228,14 +228,15 @@ pub(crate) struct Written {
 pub(crate) struct Outbound {
     /// Fast lane: a message that goes out as one frame, queued when no other message was.
     /// While queued it is first in data order (before `next`); committed into an idle wire it
-    /// stays here (`lane_committed`) as the first frame on the wire, before `head`, its
+    /// stays here (`lane_committed`) as the first frame on the wire, before `wire`, its
     /// payload masked into `lane_buf` in the client role (performance: a message is stored
     /// once and never moved between queue, wire and stack).
     lane: Option<LanePayload>,
     lane_header: EncodedHeader,
     /// The lane's payload length (performance: no match on the payload to account for it).
     lane_payload_len: usize,
-    /// Bytes of the first committed frame (the committed lane, else `head`) already written.
+    /// Bytes of the first committed frame (the committed lane's, else `wire[0]`) already
+    /// written.
     wire_offset: usize,
     /// Data payload bytes queued and not yet written (pending and on the wire).
     queued_bytes: usize,
@@ -256,15 +257,15 @@ pub(crate) struct Outbound {
     /// The last frame committed was a PING or PONG (see the fairness rule).
     last_was_control: bool,
     refused_since_drain: bool,
-    /// The first committed frame when the lane's is not, the one in flight; only the first
-    /// committed frame may be partly written.
-    head: Option<WireFrame>,
-    /// The message at the head of the data queue (after the lane's).
+    /// The oldest queued message (after the lane's) when it was queued into an empty queue
+    /// or is being cut into fragments; else the oldest is the front of `data`. Older than
+    /// everything in `data` (performance: a message into an empty queue and out again without
+    /// a `VecDeque` round trip, and no refilling the slot from `data`).
     next: Option<QueuedMessage>,
-    /// Frames committed behind `head`, in order (only `transmit_chunks` commits more than
-    /// one). Empty whenever `head` is `None`.
+    /// Frames committed (behind the lane's, when it is committed), in order; only the first
+    /// committed frame may be partly written. `transmit_chunks` commits several.
     wire: VecDeque<WireFrame>,
-    /// Messages queued behind `next`. Empty whenever `next` is `None`.
+    /// Messages queued behind `next`.
     data: VecDeque<QueuedMessage>,
     pong: Option<Bytes>,
     ping: Option<Bytes>,
@@ -272,7 +273,7 @@ pub(crate) struct Outbound {
     /// Client role: the lane's masked payload. Kept for reuse, up to one staging block.
     lane_buf: Vec<u8>,
     /// Client role: the masked payloads of the committed frames, in commit order (frames are
-    /// written in that order, so what precedes the head frame's payload is dead). Emptied
+    /// written in that order, so what precedes the first one's payload is dead). Emptied
     /// whenever the last committed frame is written, so it is reused without allocating;
     /// empty in the server role.
     staging: Vec<u8>,
@@ -288,7 +289,6 @@ impl Outbound {
         masking: Option<MaskKeys>,
     ) -> Self {
         Outbound {
-            head: None,
             wire: VecDeque::new(),
             wire_offset: 0,
             pong: None,
@@ -334,7 +334,8 @@ impl Outbound {
         fits
     }
 
-    #[inline]
+    // Always inlined (performance): once per message sent, the lane's path is a few stores.
+    #[inline(always)]
     pub(crate) fn push_data(
         &mut self,
         opcode: OpCode,
@@ -348,6 +349,7 @@ impl Outbound {
         // goes the ordinary way, through the staging buffer, which gives it back).
         if self.lane.is_none()
             && self.next.is_none()
+            && self.data.is_empty()
             && len <= self.max_fragment
             && (!self.masking || len <= STAGING_BLOCK)
         {
@@ -366,7 +368,7 @@ impl Outbound {
             cut: 0,
             header,
         };
-        if self.next.is_none() {
+        if self.next.is_none() && self.data.is_empty() {
             self.next = Some(message);
         } else {
             self.data.push_back(message);
@@ -435,14 +437,11 @@ impl Outbound {
     /// once, by whichever part holds its last fragment.
     fn drop_unstarted(&mut self) -> Unsent {
         let mut lost = Unsent::default();
-        while let Some(frame) = self.wire.pop_back() {
+        // The first committed frame (the lane's, else the front of `wire`) is kept if started.
+        let keep = usize::from(self.wire_offset > 0 && !self.lane_committed);
+        while self.wire.len() > keep {
+            let frame = self.wire.pop_back().expect("len checked");
             self.forget(frame, &mut lost);
-        }
-        // The first frame on the wire (the committed lane, else `head`) is kept if started.
-        if self.wire_offset == 0 || self.lane_committed {
-            if let Some(frame) = self.head.take() {
-                self.forget(frame, &mut lost);
-            }
         }
         if self.lane.is_some() && !(self.lane_committed && self.wire_offset > 0) {
             let payload = self.lane.take().expect("checked");
@@ -452,7 +451,7 @@ impl Outbound {
             lost.bytes += payload.len();
             lost.messages += 1;
         }
-        if self.head.is_none() {
+        if self.wire.is_empty() {
             self.release_staging();
         }
         self.pong = None;
@@ -506,15 +505,16 @@ impl Outbound {
     /// True when nothing is queued or in flight.
     pub(crate) fn is_idle(&self) -> bool {
         self.lane.is_none()
-            && self.head.is_none()
+            && self.wire.is_empty()
             && self.pong.is_none()
             && self.ping.is_none()
             && self.next.is_none()
+            && self.data.is_empty()
             && self.close.is_none()
     }
 
     /// Commits the next frame by the ordering rule (see the module docs): the fast lane's
-    /// message in place when nothing else is committed, any other frame into `head` or `wire`.
+    /// message in place when nothing else is committed, any other frame into `wire`.
     /// False when there is nothing to commit.
     #[inline]
     fn commit_next(&mut self) -> bool {
@@ -522,7 +522,7 @@ impl Outbound {
         // this turn to data (as in `next_frame`); a committed Close ends everything.
         if self.lane.is_some()
             && !self.lane_committed
-            && self.head.is_none()
+            && self.wire.is_empty()
             && (!self.control_pending || self.last_was_control)
             && !self.close_committed
         {
@@ -536,18 +536,16 @@ impl Outbound {
         let Some(frame) = self.next_frame() else {
             return false;
         };
-        if self.head.is_none() {
-            self.head = Some(frame);
-        } else {
-            self.wire.push_back(frame);
-        }
+        self.wire.push_back(frame);
         true
     }
 
     /// True when a data frame is waiting to be committed.
     #[inline]
     fn data_waiting(&self) -> bool {
-        (self.lane.is_some() && !self.lane_committed) || self.next.is_some()
+        (self.lane.is_some() && !self.lane_committed)
+            || self.next.is_some()
+            || !self.data.is_empty()
     }
 
     /// Chooses the next frame by the ordering rule (see the module docs), taking a queued
@@ -590,7 +588,7 @@ impl Outbound {
                 });
             }
         }
-        let Some(mut message) = self.next.take() else {
+        let Some(mut message) = self.next.take().or_else(|| self.data.pop_front()) else {
             let body = self.close.take()?;
             self.close_committed = true;
             return Some(self.encode(true, OpCode::Close, body, FrameKind::Close));
@@ -598,9 +596,6 @@ impl Outbound {
         let total = message.payload.len();
         if message.cut == 0 && total <= self.max_fragment {
             // A whole message in one frame, the common case: the payload moves on as it is.
-            if !self.data.is_empty() {
-                self.next = self.data.pop_front();
-            }
             let kind = FrameKind::Data { last: true };
             return Some(match (message.header, &self.keys) {
                 (Some(header), None) => WireFrame {
@@ -624,9 +619,8 @@ impl Outbound {
         let payload = message.payload.slice(start..end);
         message.cut = end;
         if !last {
+            // Still the oldest message: back into the slot ahead of `data`.
             self.next = Some(message);
-        } else if !self.data.is_empty() {
-            self.next = self.data.pop_front();
         }
         Some(self.encode(last, opcode, payload, FrameKind::Data { last }))
     }
@@ -647,7 +641,7 @@ impl Outbound {
         // bytes by position (performance: no `BytesMut::split` and reference count per frame).
         let len = payload.len();
         if self.staging.capacity() - self.staging.len() < len {
-            make_room(&mut self.staging, &mut self.head, &mut self.wire, len);
+            make_room(&mut self.staging, &mut self.wire, len);
         }
         let start = self.staging.len();
         copy_masked_uninit(&mut self.staging.spare_capacity_mut()[..len], &payload, key);
@@ -684,7 +678,7 @@ impl Outbound {
     /// The rest of the frame in flight, committing the next frame if none is.
     #[inline]
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
-        if !self.lane_committed && self.head.is_none() && !self.commit_next() {
+        if !self.lane_committed && self.wire.is_empty() && !self.commit_next() {
             return None;
         }
         let (header, payload): (&[u8], &[u8]) = if self.lane_committed {
@@ -696,7 +690,7 @@ impl Outbound {
                 payload.as_slice(&self.lane_buf),
             )
         } else {
-            let Some(frame) = &self.head else {
+            let Some(frame) = self.wire.front() else {
                 unreachable!("a frame was just committed");
             };
             (frame.header.as_slice(), frame.payload(&self.staging))
@@ -724,65 +718,48 @@ impl Outbound {
         out: &mut [&'a [u8]],
         max_bytes: usize,
     ) -> usize {
+        let mut committed = usize::from(self.lane_committed) + self.wire.len();
         let mut gathered: usize = self.lane_len()
-            + self
-                .head
-                .iter()
-                .chain(self.wire.iter())
-                .map(WireFrame::len)
-                .sum::<usize>()
+            + self.wire.iter().map(WireFrame::len).sum::<usize>()
             - self.wire_offset;
         // Commit more only while there is room for a frame's two slices, and only up to the
         // byte cap: frames committed here can no longer be overtaken by a PONG.
-        loop {
-            let committed = usize::from(self.lane_committed)
-                + usize::from(self.head.is_some())
-                + self.wire.len();
-            if (committed + 1) * 2 > out.len() || gathered >= max_bytes {
-                break;
-            }
+        while (committed + 1) * 2 <= out.len() && gathered < max_bytes {
             if !self.commit_next() {
                 break;
             }
-            gathered = self.lane_len()
-                + self
-                    .head
-                    .iter()
-                    .chain(self.wire.iter())
-                    .map(WireFrame::len)
-                    .sum::<usize>()
-                - self.wire_offset;
+            committed += 1;
+            // The frame just committed is the last one on the wire.
+            gathered += match self.wire.back() {
+                Some(frame) => frame.len(),
+                None => self.lane_len(),
+            };
         }
         let this: &'a Self = self;
         let mut used = 0;
         let mut skip = this.wire_offset;
-        let lane = match &this.lane {
-            Some(payload) if this.lane_committed => Some([
-                this.lane_header.as_slice(),
-                payload.as_slice(&this.lane_buf),
-            ]),
-            _ => None,
+        // Adds one part, minus what was already written; false once `out` is full.
+        let mut add = |part: &'a [u8]| -> bool {
+            if skip >= part.len() {
+                skip -= part.len();
+                return true;
+            }
+            if used == out.len() {
+                return false;
+            }
+            out[used] = &part[skip..];
+            skip = 0;
+            used += 1;
+            true
         };
-        let frames = this
-            .head
-            .iter()
-            .chain(this.wire.iter())
-            .map(|frame| [frame.header.as_slice(), frame.payload(&this.staging)]);
-        for parts in lane.into_iter().chain(frames) {
-            for part in parts {
-                let part = if skip >= part.len() {
-                    skip -= part.len();
-                    continue;
-                } else {
-                    let p = &part[skip..];
-                    skip = 0;
-                    p
-                };
-                if used == out.len() {
-                    return used;
-                }
-                out[used] = part;
-                used += 1;
+        if let (Some(payload), true) = (&this.lane, this.lane_committed) {
+            if !add(this.lane_header.as_slice()) || !add(payload.as_slice(&this.lane_buf)) {
+                return used;
+            }
+        }
+        for frame in this.wire.iter() {
+            if !add(frame.header.as_slice()) || !add(frame.payload(&this.staging)) {
+                break;
             }
         }
         used
@@ -790,7 +767,26 @@ impl Outbound {
 
     /// Records that `n` bytes of the committed frames were written.
     #[inline]
-    pub(crate) fn advance(&mut self, mut n: usize) -> Written {
+    pub(crate) fn advance(&mut self, n: usize) -> Written {
+        // The lane's frame written to its end and nothing more, the common case, here; the
+        // rest out of line (performance: this stays small enough to inline into callers).
+        if self.lane_committed && n == self.lane_len() - self.wire_offset {
+            self.wire_offset = 0;
+            self.queued_bytes -= self.lane_payload_len;
+            self.queued_messages -= 1;
+            self.lane = None;
+            self.lane_committed = false;
+            return Written {
+                frames: 1,
+                messages: 1,
+                ..Written::default()
+            };
+        }
+        self.advance_frames(n)
+    }
+
+    #[inline(never)]
+    fn advance_frames(&mut self, mut n: usize) -> Written {
         let mut done = Written::default();
         while n > 0 {
             if self.lane_committed {
@@ -809,7 +805,7 @@ impl Outbound {
                 self.lane_committed = false;
                 continue;
             }
-            let Some(front) = &self.head else {
+            let Some(front) = self.wire.front() else {
                 panic!("advance_transmit: {n} more bytes reported written than were handed out");
             };
             let left = front.len() - self.wire_offset;
@@ -839,14 +835,9 @@ impl Outbound {
                     FrameKind::Close => done.close = true,
                 }
             }
-            // The finished frame is dropped in place (performance: not moved out first).
-            if self.wire.is_empty() {
-                self.head = None;
-                if !self.staging.is_empty() {
-                    self.release_staging();
-                }
-            } else {
-                self.head = self.wire.pop_front();
+            self.wire.pop_front();
+            if self.wire.is_empty() && !self.staging.is_empty() {
+                self.release_staging();
             }
         }
         done
@@ -870,17 +861,13 @@ impl Outbound {
 }
 
 /// Makes room for `len` more bytes in the staging buffer: first by dropping the bytes before
-/// the head frame's payload (written already; frames are written in commit order), moving the
-/// live payloads down, then by growing. Out of line: it runs about once per block of frames.
+/// the first committed frame's payload (written already; frames are written in commit
+/// order), moving the live payloads down, then by growing. Out of line: it runs about once per
+/// block of frames.
 #[cold]
 #[inline(never)]
-fn make_room(
-    staging: &mut Vec<u8>,
-    head: &mut Option<WireFrame>,
-    wire: &mut VecDeque<WireFrame>,
-    len: usize,
-) {
-    let live = match head {
+fn make_room(staging: &mut Vec<u8>, wire: &mut VecDeque<WireFrame>, len: usize) {
+    let live = match wire.front() {
         Some(WireFrame {
             payload: WirePayload::Staged { start, .. },
             ..
@@ -889,7 +876,7 @@ fn make_room(
     };
     if live > 0 {
         staging.drain(..live);
-        for frame in head.iter_mut().chain(wire.iter_mut()) {
+        for frame in wire.iter_mut() {
             if let WirePayload::Staged { start, .. } = &mut frame.payload {
                 *start -= live;
             }
@@ -1076,9 +1063,7 @@ mod tests {
                     _ if lost.is_none() && rng.below(20) == 0 => {
                         lost = Some(out.abandon_with_close(Bytes::from_static(&[3, 232])));
                         // Only a frame already started stays committed.
-                        let committed = usize::from(out.lane_committed)
-                            + usize::from(out.head.is_some())
-                            + out.wire.len();
+                        let committed = usize::from(out.lane_committed) + out.wire.len();
                         assert_eq!(committed, usize::from(out.wire_offset > 0), "seed {seed}");
                         assert!(out.lane_committed || out.lane.is_none());
                         assert!(out.next.is_none() && out.data.is_empty());
