@@ -1339,7 +1339,11 @@ impl Connection {
 
     #[inline]
     fn check_can_send(&mut self, len: usize) -> Result<(), fn(Bytes) -> SendError> {
-        if !self.can_send() {
+        // `can_send` by two flags (performance): failing and every way of closing queue a
+        // Close, which marks the outbound queue closed.
+        let can_send = !self.ended && !self.out.closed();
+        debug_assert_eq!(can_send, self.can_send());
+        if !can_send {
             return Err(|payload| SendError::Closing { payload });
         }
         if !self.out.has_room(len) {
@@ -1376,14 +1380,17 @@ impl Connection {
     /// Queues a message prepared once for many connections (see [`PreparedMessage`]). On a
     /// server engine the payload is shared and the header reused; a client engine masks its
     /// own copy, as it must.
+    // Inlined (performance): once per connection in a fan-out loop, from the caller's crate.
+    #[inline]
     pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), SendError> {
+        // The prepared header is the unmasked one-frame header: the queue uses it only for a
+        // message that goes out as one frame, and masks it in the client role.
         let (opcode, header, payload) = message.parts();
-        let header = (self.role == Role::Server && payload.len() <= self.config.max_send_fragment)
-            .then_some(header);
-        self.send_data(opcode, payload.clone(), header)
+        self.send_data(opcode, payload.clone(), Some(header))
     }
 
-    #[inline]
+    // Always inlined (performance): the body of every send call, small, in the caller's loop.
+    #[inline(always)]
     fn send_data(
         &mut self,
         opcode: OpCode,

@@ -158,7 +158,10 @@ pub fn parse_header(buf: &[u8]) -> Result<Status<FrameHeader>, HeaderError> {
 
 /// An encoded header: up to [`MAX_HEADER_LEN`] bytes kept inline, so queueing a frame never
 /// allocates for its header.
+// 16 bytes, aligned (performance: queued and committed frames copy it as two words, not as
+// five pieces at odd offsets).
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(8))]
 pub struct EncodedHeader {
     bytes: [u8; MAX_HEADER_LEN],
     len: u8,
@@ -169,6 +172,18 @@ impl EncodedHeader {
     #[inline]
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
+    }
+
+    /// This unmasked header with the mask bit set and `key` appended (cheaper than encoding
+    /// again when the key is drawn after the header was made).
+    #[inline]
+    pub(crate) fn masked(mut self, key: [u8; 4]) -> EncodedHeader {
+        debug_assert!(self.bytes[1] & 0x80 == 0, "already masked");
+        self.bytes[1] |= 0x80;
+        let at = self.len as usize;
+        self.bytes[at..at + 4].copy_from_slice(&key);
+        self.len += 4;
+        self
     }
 }
 
@@ -186,25 +201,33 @@ pub fn encode_header(
     mask: Option<[u8; 4]>,
     payload_len: u64,
 ) -> EncodedHeader {
-    let mut bytes = [0u8; MAX_HEADER_LEN];
-    bytes[0] = ((fin as u8) << 7) | opcode as u8;
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let mut len = if payload_len < 126 {
-        bytes[1] = mask_bit | payload_len as u8;
-        2
-    } else if payload_len <= u16::MAX as u64 {
-        bytes[1] = mask_bit | 126;
-        bytes[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
-        4
-    } else {
-        bytes[1] = mask_bit | 127;
-        bytes[2..10].copy_from_slice(&payload_len.to_be_bytes());
-        10
+    // Built as one little-endian integer, byte i at bits 8i (performance: a few shifts and two
+    // word stores, not byte stores at varying offsets through the stack).
+    let first = u128::from(((fin as u8) << 7) | opcode as u8);
+    let (mask_bit, key, key_len) = match mask {
+        Some(key) => (0x80, u128::from(u32::from_le_bytes(key)), 4),
+        None => (0, 0, 0),
     };
-    if let Some(key) = mask {
-        bytes[len..len + 4].copy_from_slice(&key);
-        len += 4;
-    }
+    // The key follows the length; each form shifts it by a constant.
+    let (word, len) = if payload_len < 126 {
+        let second = u128::from(mask_bit | payload_len as u8);
+        (first | second << 8 | key << 16, 2)
+    } else if payload_len <= u16::MAX as u64 {
+        let extended = u128::from(u16::from_le_bytes((payload_len as u16).to_be_bytes()));
+        (
+            first | u128::from(mask_bit | 126) << 8 | extended << 16 | key << 32,
+            4,
+        )
+    } else {
+        let extended = u128::from(u64::from_le_bytes(payload_len.to_be_bytes()));
+        (
+            first | u128::from(mask_bit | 127) << 8 | extended << 16 | key << 80,
+            10,
+        )
+    };
+    let len = len + key_len;
+    let mut bytes = [0u8; MAX_HEADER_LEN];
+    bytes.copy_from_slice(&word.to_le_bytes()[..MAX_HEADER_LEN]);
     EncodedHeader {
         bytes,
         len: len as u8,
@@ -214,6 +237,19 @@ pub fn encode_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_equals_encoding_with_the_key() {
+        for len in [0, 1, 125, 126, 65535, 65536, u64::MAX >> 1] {
+            for fin in [false, true] {
+                let key = [0xa1, 0xb2, 0xc3, 0xd4];
+                assert_eq!(
+                    encode_header(fin, OpCode::Text, None, len).masked(key),
+                    encode_header(fin, OpCode::Text, Some(key), len)
+                );
+            }
+        }
+    }
 
     #[test]
     fn rfc_5_7_examples() {
