@@ -399,6 +399,7 @@ impl Connection {
         if self.assembly.is_empty() {
             self.assembly = BytesMut::new();
         }
+        self.out.release_idle();
     }
 
     /// True once the `Ended` event has been produced.

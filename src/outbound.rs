@@ -318,6 +318,24 @@ impl Outbound {
         }
     }
 
+    /// Frees the storage of the empty queues and of the client's masking buffers while
+    /// nothing is committed (see `Connection::release_idle_memory`).
+    pub(crate) fn release_idle(&mut self) {
+        let nothing_committed = self.wire.is_empty() && !self.lane_committed;
+        if nothing_committed && self.wire.capacity() > 0 {
+            self.wire = VecDeque::new();
+        }
+        if self.data.is_empty() && self.data.capacity() > 0 {
+            self.data = VecDeque::new();
+        }
+        if self.lane.is_none() && !self.lane_committed && self.lane_buf.capacity() > 0 {
+            self.lane_buf = Vec::new();
+        }
+        if nothing_committed && self.staging.is_empty() && self.staging.capacity() > 0 {
+            self.staging = Vec::new();
+        }
+    }
+
     pub(crate) fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
@@ -1068,7 +1086,9 @@ mod tests {
                         assert!(out.lane_committed || out.lane.is_none());
                         assert!(out.next.is_none() && out.data.is_empty());
                     }
-                    _ => {}
+                    // Freeing idle storage (as the adapters do before they sleep) at any point
+                    // must not change a byte of what goes out.
+                    _ => out.release_idle(),
                 }
             }
             while let Some(t) = out.poll_transmit() {

@@ -13,6 +13,9 @@ enum Step {
     Ping,
     /// Write at most this many bytes.
     Write(usize),
+    /// `release_idle_memory`, as an adapter calls it before it sleeps: it may free only what
+    /// is empty, never change what goes out.
+    Release,
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -28,6 +31,9 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
                 out.push(if is_send { Step::Send } else { Step::Ping });
                 if w % 3 == 0 {
                     out.push(Step::Write(w));
+                }
+                if w % 4 == 0 {
+                    out.push(Step::Release);
                 }
             }
             out
@@ -79,6 +85,7 @@ proptest! {
                     pinged += 1;
                 }
                 Step::Write(n) => write_some(&mut server, n, &mut wire),
+                Step::Release => server.release_idle_memory(),
             }
         }
         write_some(&mut server, usize::MAX, &mut wire);
