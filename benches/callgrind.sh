@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Instructions per received message (callgrind), for wsframe's receive path.
+# Instructions per message (callgrind), for wsframe's receive and send paths.
 #
-#   benches/callgrind.sh            # 16 B and 1 KiB binary, plus 16 B and 1 KiB ASCII text
+#   benches/callgrind.sh            # 16 B and 1 KiB: receive binary and ASCII text, send as
+#                                   # server and as client (masked)
 #   benches/callgrind.sh 125 16384  # other payload sizes (binary and text)
 #
-# Runs benches/callgrind_driver.rs (one server engine, 64 KiB reads, every event taken) under
+# Runs benches/callgrind_driver.rs (receive: one server engine, 64 KiB reads, every event taken;
+# send: `common::wsframe_send`, one message at a time, as server or masked client) under
 # `valgrind --tool=callgrind` at two message counts and prints
 # (instructions(N2) - instructions(N1)) / (N2 - N1): the setup (input generation, engine
 # creation) cancels out, what is left is the steady-state cost of one message.
@@ -24,20 +26,25 @@ exe=$(cargo bench --bench callgrind_driver --no-run --message-format=json 2>/dev
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-instructions() { # size messages kind
-    valgrind --tool=callgrind --callgrind-out-file="$tmp/out" "$exe" receive "$1" "$2" "$3" \
+instructions() { # receive|send size messages binary|text|server|client
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/out" "$exe" "$1" "$2" "$3" "$4" \
         >/dev/null 2>"$tmp/log"
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/log"
 }
 
-printf '%-8s %-8s %14s\n' kind size 'instr/message'
-for kind in binary text; do
+printf '%-8s %-8s %-8s %14s\n' path kind size 'instr/message'
+for what in receive send; do
+  kinds=(binary text)
+  [ "$what" = send ] && kinds=(server client)
+  for kind in "${kinds[@]}"; do
     for size in "${sizes[@]}"; do
         # Enough messages that the difference dominates; fewer for big payloads.
         n1=$(( size >= 16384 ? 200 : 2000 ))
         n2=$(( n1 * 5 ))
-        a=$(instructions "$size" "$n1" "$kind")
-        b=$(instructions "$size" "$n2" "$kind")
-        printf '%-8s %-8s %14.1f\n' "$kind" "$size" "$(echo "($b - $a) / ($n2 - $n1)" | bc -l)"
+        a=$(instructions "$what" "$size" "$n1" "$kind")
+        b=$(instructions "$what" "$size" "$n2" "$kind")
+        printf '%-8s %-8s %-8s %14.1f\n' "$what" "$kind" "$size" \
+            "$(echo "($b - $a) / ($n2 - $n1)" | bc -l)"
     done
+  done
 done
