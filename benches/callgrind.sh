@@ -32,9 +32,9 @@ instructions() { # receive|send size messages binary|text|server|client
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/log"
 }
 
-printf '%-8s %-8s %-8s %14s\n' path kind size 'instr/message'
+printf '%-8s %-12s %-8s %14s\n' path kind size 'instr/message'
 for what in receive send; do
-  kinds=(binary text)
+  kinds=(binary text binary-lent)
   [ "$what" = send ] && kinds=(server client)
   for kind in "${kinds[@]}"; do
     for size in "${sizes[@]}"; do
@@ -43,7 +43,7 @@ for what in receive send; do
         n2=$(( n1 * 5 ))
         a=$(instructions "$what" "$size" "$n1" "$kind")
         b=$(instructions "$what" "$size" "$n2" "$kind")
-        printf '%-8s %-8s %-8s %14.1f\n' "$what" "$kind" "$size" \
+        printf '%-8s %-12s %-8s %14.1f\n' "$what" "$kind" "$size" \
             "$(echo "($b - $a) / ($n2 - $n1)" | bc -l)"
     done
   done

@@ -37,9 +37,11 @@ fn main() {
     if what != "receive" {
         return;
     }
-    let kind = match rest.first().map(String::as_str) {
-        Some("text") => Kind::Ascii,
-        _ => Kind::Binary,
+    // `binary-lent`: binary messages taken with `poll_event_ref` (`common::wsframe_receive_lent`).
+    let (kind, lent) = match rest.first().map(String::as_str) {
+        Some("text") => (Kind::Ascii, false),
+        Some("binary-lent") => (Kind::Binary, true),
+        _ => (Kind::Binary, false),
     };
     // One buffer of about 1 MiB whatever `messages` is (so its cost cancels out between the
     // two runs), fed repeatedly: the same bytes the criterion benchmark uses.
@@ -56,7 +58,11 @@ fn main() {
             // A whole number of frames: every frame of this workload has the same length.
             &input[..n * (input.len() / per_buffer)]
         };
-        seen += wsframe_receive(&mut server, bytes);
+        seen += if lent {
+            wsframe_receive_lent(&mut server, bytes)
+        } else {
+            wsframe_receive(&mut server, bytes)
+        };
         left -= n;
     }
     assert_eq!(seen, messages);

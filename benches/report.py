@@ -22,7 +22,7 @@ for dirpath, dirs, files in os.walk(root):
         tp = bench.get("throughput") or {}
         data[group][(fn, size)] = (est["median"]["point_estimate"], tp)
 
-PEERS = ["tungstenite", "tokio-websockets", "fastwebsockets"]
+PEERS = ["tungstenite", "tokio-tungstenite", "tokio-websockets", "fastwebsockets"]
 
 def rate(ns, tp):
     if "Bytes" in tp:

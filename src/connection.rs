@@ -14,7 +14,7 @@ use crate::config::{Config, Delivery, Role};
 use crate::error::{
     EndReason, Ended, ProtocolError, ReceiveError, SendError, TransportError, Unsent, Violation,
 };
-use crate::event::{Chunk, DataKind, Event, Text};
+use crate::event::{Chunk, DataKind, Event, EventRef, Text};
 use crate::frame::{
     parse_header, FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
@@ -64,6 +64,11 @@ struct Ready {
     records: Vec<u32>,
     /// The first record not yet taken.
     next: usize,
+    /// Where record `next`'s payload starts in `data` (the payloads before it were taken).
+    offset: usize,
+    /// The payloads of the last run once its last message was lent out by `pop_ref`: kept
+    /// until the next run (or `release_idle_memory`), since the borrow points into them.
+    retired: Bytes,
     /// The event of record `next`, when `peek_event` (which only borrows) had to make it.
     peeked: OnceCell<Event>,
     /// How many events at the front of `events` are older than these messages (meaningful
@@ -109,7 +114,8 @@ impl Ready {
     /// `Bytes`.
     fn add(&mut self, first: usize, mut payloads: Bytes, events: &mut VecDeque<Event>) {
         if first == 0 {
-            debug_assert!(self.data.is_empty() && self.next == 0);
+            debug_assert!(self.data.is_empty() && self.next == 0 && self.offset == 0);
+            self.retired = Bytes::new();
             self.data = payloads;
             self.before.set(events.len());
             return;
@@ -129,14 +135,32 @@ impl Ready {
         // `split_to` by hand (performance): its parts inline, without the call. The last
         // message takes the same path (one more reference count per run, then `data` is
         // dropped), so that only one `Bytes` flows into the event.
-        let len = Self::len_of(record);
-        let payload = self.data.slice(..len);
+        let (start, len) = (self.offset, Self::len_of(record));
+        let payload = self.data.slice(start..start + len);
         if self.next == self.records.len() {
             self.clear();
         } else {
-            self.data.advance(len);
+            self.offset += len;
         }
         Self::event(record, payload)
+    }
+
+    /// `pop`, lending the payload instead of handing out a `Bytes` (performance: no reference
+    /// count taken and released per message, which measured about 13 ns of a 16-byte
+    /// message's 26).
+    #[inline]
+    fn pop_ref(&mut self, record: u32) -> &[u8] {
+        self.next += 1;
+        let (start, len) = (self.offset, Self::len_of(record));
+        if self.next == self.records.len() {
+            // Moving the `Bytes` leaves its bytes where they are: the loan stays valid.
+            self.retired = core::mem::take(&mut self.data);
+            self.clear();
+            &self.retired[start..start + len]
+        } else {
+            self.offset += len;
+            &self.data[start..start + len]
+        }
     }
 
     /// Forgets the records and the payloads once the last message is taken.
@@ -144,6 +168,7 @@ impl Ready {
     fn clear(&mut self) {
         self.records.clear();
         self.next = 0;
+        self.offset = 0;
         if self.records.capacity() > SHRINK_ABOVE / 4 {
             self.records = Vec::new();
         }
@@ -159,7 +184,7 @@ impl Ready {
         if self.next == self.records.len() {
             self.clear();
         } else {
-            self.data.advance(Self::len_of(record));
+            self.offset += Self::len_of(record);
         }
         self.peeked.take().expect("made by peek")
     }
@@ -169,10 +194,10 @@ impl Ready {
         let &record = self.records.get(self.next)?;
         // `poll_event`'s fast path must leave this message to `pop_peeked` now.
         self.before.set(Self::PEEKED);
-        Some(
-            self.peeked
-                .get_or_init(|| Self::event(record, self.data.slice(..Self::len_of(record)))),
-        )
+        Some(self.peeked.get_or_init(|| {
+            let start = self.offset;
+            Self::event(record, self.data.slice(start..start + Self::len_of(record)))
+        }))
     }
 }
 
@@ -393,6 +418,7 @@ impl Connection {
         if self.ready.is_empty() && self.ready.records.capacity() > 0 {
             self.ready.records = Vec::new();
         }
+        self.ready.retired = Bytes::new();
         if self.inbuf.is_empty() && self.frame.is_none() {
             self.inbuf = BytesMut::new();
         }
@@ -1240,6 +1266,32 @@ impl Connection {
             }
         }
         self.poll_queued()
+    }
+
+    /// [`poll_event`](Self::poll_event), lending the payload of a whole message instead of
+    /// handing out a `Bytes`: the same events in the same order, for an application that reads
+    /// each message where it lies (parses it, copies what it keeps) and has no use for owning
+    /// it. Saves taking and releasing a reference count per message, about half the cost of
+    /// receiving a 16-byte message. The loan ends at the next call on the connection. Events
+    /// other than small whole messages, and messages already made into events (by
+    /// [`peek_event`](Self::peek_event), or queued behind other events), come as
+    /// [`EventRef::Event`].
+    #[inline]
+    pub fn poll_event_ref(&mut self) -> Option<EventRef<'_>> {
+        if self.ready.before.get() == 0 {
+            if let Some(&record) = self.ready.records.get(self.ready.next) {
+                let text = record & Ready::TEXT != 0;
+                let payload = self.ready.pop_ref(record);
+                return Some(if text {
+                    // SAFETY: `receive_run` validated every text payload it recorded (or saw
+                    // it is ASCII while unmasking it) before recording it.
+                    EventRef::Text(unsafe { core::str::from_utf8_unchecked(payload) })
+                } else {
+                    EventRef::Binary(payload)
+                });
+            }
+        }
+        self.poll_queued().map(EventRef::Event)
     }
 
     /// `poll_event` when the next event is in `events`, out of line so that the inlined part

@@ -124,3 +124,27 @@ pub enum Event {
     /// The connection is over; the last event. Close the transport (see the crate docs).
     Ended(Box<Ended>),
 }
+
+/// An event lent by [`Connection::poll_event_ref`](crate::Connection::poll_event_ref): a whole
+/// message's payload borrowed where the engine unmasked it, or any other event owned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EventRef<'a> {
+    /// A whole text message, valid UTF-8, borrowed until the next call on the connection.
+    Text(&'a str),
+    /// A whole binary message, borrowed until the next call on the connection.
+    Binary(&'a [u8]),
+    /// Any other event, owned, exactly as [`Connection::poll_event`](crate::Connection::poll_event)
+    /// returns it (messages included, when the engine had already made them into events).
+    Event(Event),
+}
+
+impl EventRef<'_> {
+    /// The owned event (copying a borrowed payload).
+    pub fn into_owned(self) -> Event {
+        match self {
+            EventRef::Text(text) => Event::Text(Text(Bytes::copy_from_slice(text.as_bytes()))),
+            EventRef::Binary(bytes) => Event::Binary(Bytes::copy_from_slice(bytes)),
+            EventRef::Event(event) => event,
+        }
+    }
+}

@@ -101,6 +101,6 @@ pub use connection::{Connection, Stats};
 pub use error::{
     EndReason, Ended, ProtocolError, ReceiveError, SendError, TransportError, Unsent, Violation,
 };
-pub use event::{Chunk, DataKind, Event, Text};
+pub use event::{Chunk, DataKind, Event, EventRef, Text};
 pub use outbound::{PreparedMessage, Transmit};
 pub use time::Instant;

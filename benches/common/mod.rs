@@ -192,6 +192,21 @@ pub fn wsframe_receive(server: &mut Connection, input: &[u8]) -> usize {
     n
 }
 
+/// [`wsframe_receive`] through `poll_event_ref`: whole messages lent, not handed out as
+/// `Bytes` (the counterpart of fastwebsockets' borrowed payloads).
+#[inline(never)]
+pub fn wsframe_receive_lent(server: &mut Connection, input: &[u8]) -> usize {
+    let mut n = 0;
+    for read in input.chunks(READ_SIZE) {
+        server.receive(Instant::ZERO, read).expect("valid frames");
+        while let Some(event) = server.poll_event_ref() {
+            black_box(&event);
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Queues `count` binary messages on `conn` and writes each (header and payload slices handed to
 /// a no-op "socket"), one frame at a time as an IO adapter does. Returns the bytes "written".
 #[inline(never)]
