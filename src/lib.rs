@@ -47,10 +47,14 @@
 //!    `transport_failed(now, TransportError::WriteTimeout)`.
 //! 3. **Events**: drain [`Connection::poll_event`] and hand them to the application. Taking
 //!    the peer's [`Event::Close`] is what queues the echo, behind every reply the application
-//!    queued first; so drain events before writing.
+//!    queued first; so drain events before writing. Code that handles each message in place
+//!    (parses it, copies what it keeps) can use [`Connection::poll_event_ref`] instead: the
+//!    same events, whole messages lent rather than handed out as `Bytes`, which saves a
+//!    reference count per message (the larger part of a small message's cost).
 //! 4. **Time**: sleep until [`Connection::poll_timeout`] (or until the transport is readable,
 //!    writable, or the application sends), then call [`Connection::handle_timeout`]. It may
-//!    queue a PING or end the connection.
+//!    queue a PING or end the connection. Before sleeping, [`Connection::release_idle_memory`]
+//!    frees the storage of empty queues and buffers, so that idle connections hold little.
 //! 5. **The end**: [`Event::Ended`] is the last event, produced once nothing more will be
 //!    written. Close the transport then. A server closes TCP right away (section 7.1.1); a
 //!    client should wait a moment (up to the close timeout) for the server to close first,
