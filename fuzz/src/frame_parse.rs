@@ -14,6 +14,8 @@
 //! * no panic (libFuzzer), no hang (libFuzzer's timeout; every loop here is bounded);
 //! * memory stays bounded by what arrived (counting allocator): a header declaring 16 MiB
 //!   reserves nothing;
+//! * `poll_event_ref` (the chunked run) lends exactly the events `poll_event` (the whole run)
+//!   hands out;
 //! * events are sane: text is UTF-8, sizes within the configured limits, control payloads at
 //!   most 125 bytes, chunk first/last markers consistent, `Ended` exactly once and last;
 //! * `whole` and `chunked` produce the same messages, pings, pongs, Close and error code:
@@ -283,7 +285,20 @@ impl Driver {
 
     fn events(&mut self) {
         let config = self.setup.config.clone();
-        while let Some(event) = self.conn.poll_event() {
+        loop {
+            // The chunked run takes events through the lending API, the whole run through
+            // `poll_event`; `run` asserts that both saw the same.
+            let event = if self.mode == Mode::Chunked {
+                match self.conn.poll_event_ref() {
+                    Some(lent) => lent.into_owned(),
+                    None => break,
+                }
+            } else {
+                match self.conn.poll_event() {
+                    Some(event) => event,
+                    None => break,
+                }
+            };
             assert!(!self.ended, "event after Ended: {event:?}");
             match event {
                 Event::Text(text) => {
