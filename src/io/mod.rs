@@ -52,9 +52,11 @@ pub struct IoConfig {
     /// How long the whole opening handshake may take (slow or silent clients are dropped).
     /// Default 10 s.
     pub handshake_timeout: Duration,
-    /// The most bytes one read takes. Default 16 KiB. The async adapter reads up to 16 KiB into
-    /// a buffer on the stack, and holds a larger one only while the socket has more to read:
-    /// an idle connection keeps no read buffer.
+    /// The most bytes one read takes. Default 64 KiB: a 64 KiB message then takes one read
+    /// rather than four (measured: loopback echo of 64 KiB messages 0.76x -> 0.89x of
+    /// fastwebsockets). The async adapter reads into a buffer on the stack (up to 64 KiB) and
+    /// holds a heap buffer only for larger sizes while the socket has more to read: an idle
+    /// connection keeps no read buffer. The blocking adapter holds one of this size.
     pub read_buffer_size: usize,
     /// Async adapter: how many received events may wait for the application before the task
     /// stops reading the socket (inbound backpressure). Default 64.
@@ -70,7 +72,7 @@ impl Default for IoConfig {
             engine: Config::default(),
             write_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
-            read_buffer_size: 16 << 10,
+            read_buffer_size: 64 << 10,
             event_capacity: 64,
             send_capacity: 256,
         }

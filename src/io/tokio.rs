@@ -80,8 +80,9 @@ const WRITE_SLICES: usize = 32;
 /// At most about this many bytes are committed for one vectored write: frames committed to a
 /// write can no longer be overtaken by a PONG, so keep it to a few fragments.
 const WRITE_BYTES: usize = 64 << 10;
-/// Reads up to this size go into a buffer on the stack (see `Driver::read`).
-const STACK_READ: usize = 16 << 10;
+/// Reads up to this size go into a buffer on the stack (see `Driver::read`); tokio's worker
+/// threads have 2 MiB stacks.
+const STACK_READ: usize = 64 << 10;
 
 const OPEN: u8 = 0;
 const CLOSING: u8 = 1;
