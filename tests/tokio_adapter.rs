@@ -133,3 +133,87 @@ async fn send_waits_for_the_budget_while_the_peer_does_not_read_then_delivers_in
         .expect("server finished")
         .unwrap();
 }
+
+/// Issue 4: dropping a `send` or `recv` future at its await point loses or duplicates nothing.
+/// The server retries each message whose `send` it cancelled (a timeout while the budget is
+/// full) and pauses now and then; the client cancels `recv` on a timer and reads slowly. Every message must arrive
+/// exactly once, in order: a cancelled send that had queued its message would show up twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_sends_and_receives_lose_or_duplicate_nothing() {
+    const MESSAGES: usize = 200;
+    const SIZE: usize = 64 << 10;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let config = IoConfig::new(Config {
+            max_outbound_bytes: 128 << 10,
+            ..Config::default()
+        });
+        let (tx, _rx) = accept(stream, config).await.unwrap();
+        let mut cancelled = 0usize;
+        for i in 0..MESSAGES {
+            if i % 20 == 0 {
+                // Pauses, so the client also waits in `recv` and has it cancelled.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let payload = bytes::Bytes::from(vec![i as u8; SIZE]);
+            loop {
+                tokio::select! {
+                    sent = tx.send(Message::Binary(payload.clone())) => {
+                        sent.unwrap();
+                        break;
+                    }
+                    () = tokio::time::sleep(std::time::Duration::from_micros(300)) => cancelled += 1,
+                }
+            }
+        }
+        tx.close(1000, "").unwrap();
+        tx.closed().await;
+        cancelled
+    });
+    // A short event channel, so a slow reader soon leaves the socket unread.
+    let client_config = IoConfig {
+        event_capacity: 2,
+        ..IoConfig::default()
+    };
+    let (_tx, mut rx) = connect(&url, client_config).await.unwrap();
+    let mut received = Vec::new();
+    let mut recv_cancelled = 0usize;
+    let read_all = async {
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(Event::Binary(b)) => {
+                        assert_eq!(b.len(), SIZE);
+                        received.push(b[0] as usize);
+                        if received.len() % 10 == 0 {
+                            // Read slowly now and then, so the server's sends wait and time out.
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                    }
+                    Some(Event::Ended(_)) | None => break,
+                    Some(_) => {}
+                },
+                () = tokio::time::sleep(std::time::Duration::from_micros(200)) => recv_cancelled += 1,
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read_all)
+        .await
+        .expect("finished");
+    let send_cancelled = server.await.unwrap();
+    assert_eq!(
+        received,
+        (0..MESSAGES).collect::<Vec<_>>(),
+        "lost, duplicated or reordered"
+    );
+    assert!(
+        send_cancelled > 0,
+        "no send was cancelled: the test proved nothing"
+    );
+    assert!(
+        recv_cancelled > 0,
+        "no recv was cancelled: the test proved nothing"
+    );
+}
