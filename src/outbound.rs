@@ -789,11 +789,7 @@ impl Outbound {
         // The lane's frame written to its end and nothing more, the common case, here; the
         // rest out of line (performance: this stays small enough to inline into callers).
         if self.lane_committed && n == self.lane_len() - self.wire_offset {
-            self.wire_offset = 0;
-            self.queued_bytes -= self.lane_payload_len;
-            self.queued_messages -= 1;
-            self.lane = None;
-            self.lane_committed = false;
+            self.retire_lane();
             return Written {
                 frames: 1,
                 messages: 1,
@@ -803,37 +799,42 @@ impl Outbound {
         self.advance_frames(n)
     }
 
+    /// The committed lane's frame was written to its end: the message is done.
+    #[inline(always)]
+    fn retire_lane(&mut self) {
+        self.wire_offset = 0;
+        self.queued_bytes -= self.lane_payload_len;
+        self.queued_messages -= 1;
+        self.lane = None;
+        self.lane_committed = false;
+    }
+
     #[inline(never)]
     fn advance_frames(&mut self, mut n: usize) -> Written {
         let mut done = Written::default();
         while n > 0 {
-            if self.lane_committed {
-                let left = self.lane_len() - self.wire_offset;
-                if n < left {
-                    self.wire_offset += n;
-                    break;
+            // The first committed frame: the lane's when it is committed, else `wire[0]`.
+            let len = match (self.lane_committed, self.wire.front()) {
+                (true, _) => self.lane_len(),
+                (false, Some(front)) => front.len(),
+                (false, None) => {
+                    panic!("advance_transmit: {n} more bytes reported written than were handed out")
                 }
-                n -= left;
-                self.wire_offset = 0;
-                done.frames += 1;
-                done.messages += 1;
-                self.queued_bytes -= self.lane_payload_len;
-                self.queued_messages -= 1;
-                self.lane = None;
-                self.lane_committed = false;
-                continue;
-            }
-            let Some(front) = self.wire.front() else {
-                panic!("advance_transmit: {n} more bytes reported written than were handed out");
             };
-            let left = front.len() - self.wire_offset;
+            let left = len - self.wire_offset;
             if n < left {
                 self.wire_offset += n;
                 break;
             }
             n -= left;
-            self.wire_offset = 0;
             done.frames += 1;
+            if self.lane_committed {
+                self.retire_lane();
+                done.messages += 1;
+                continue;
+            }
+            self.wire_offset = 0;
+            let front = self.wire.pop_front().expect("checked above");
             // The common kind first (performance: a compare, not a jump table).
             if front.kind == (FrameKind::Data { last: true }) {
                 self.queued_bytes -= front.payload_len();
@@ -853,7 +854,6 @@ impl Outbound {
                     FrameKind::Close => done.close = true,
                 }
             }
-            self.wire.pop_front();
             if self.wire.is_empty() && !self.staging.is_empty() {
                 self.release_staging();
             }
