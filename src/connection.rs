@@ -19,7 +19,7 @@ use crate::frame::{
     parse_header, FrameHeader, OpCode, Status, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
 };
 use crate::keepalive::Liveness;
-use crate::mask::{apply_mask, copy_masked_uninit, copy_masked_uninit_ascii, rotate_key};
+use crate::mask::{apply_mask, rotate_key, unmask_payload};
 use crate::outbound::{Outbound, PreparedMessage, Transmit};
 use crate::random::{MaskKeys, RandomSource};
 use crate::time::Instant;
@@ -659,11 +659,8 @@ impl Connection {
                     break;
                 }
                 let dst = &mut spare[filled..filled + len];
-                if MASKED && text {
-                    let (_, ascii) = copy_masked_uninit_ascii(dst, payload, key.to_le_bytes());
-                    known_ascii = ascii;
-                } else if MASKED {
-                    copy_masked_uninit(dst, payload, key.to_le_bytes());
+                if MASKED {
+                    known_ascii = unmask_payload(dst, payload, key.to_le_bytes(), text);
                 } else {
                     copy_uninit(dst, payload);
                 }
@@ -688,7 +685,7 @@ impl Connection {
             pos = end;
         }
         self.ready.records.extend_from_slice(&batch[..batched]);
-        // SAFETY: the first `filled` spare bytes were written by `copy_masked_uninit` or
+        // SAFETY: the first `filled` spare bytes were written by `unmask_payload` or
         // `copy_uninit` above (payloads back to back from `start`).
         unsafe { self.inbuf.set_len(start + filled) };
         let n = self.ready.records.len() - first;
@@ -717,12 +714,7 @@ impl Connection {
                 let key = rotate_key(key, frame.taken + frame.unmasked);
                 self.inbuf.reserve(n);
                 let spare = &mut self.inbuf.spare_capacity_mut()[..n];
-                let ascii = if frame.text {
-                    copy_masked_uninit_ascii(spare, bytes, key).1
-                } else {
-                    copy_masked_uninit(spare, bytes, key);
-                    false
-                };
+                let ascii = unmask_payload(spare, bytes, key, frame.text);
                 // SAFETY: the `n` spare bytes after `start` were just written.
                 unsafe { self.inbuf.set_len(start + n) };
                 ascii
@@ -774,15 +766,9 @@ impl Connection {
                 d.write(*s);
             }
         }
-        let (dst, src) = (&mut spare[header_len..], &frame[header_len..]);
-        let ascii = if text {
-            copy_masked_uninit_ascii(dst, src, key).1
-        } else {
-            copy_masked_uninit(dst, src, key);
-            false
-        };
+        let ascii = unmask_payload(&mut spare[header_len..], &frame[header_len..], key, text);
         // SAFETY: the `total` spare bytes were just written: the header by the move or loop
-        // above, the payload by `copy_masked_uninit_ascii`.
+        // above, the payload by `unmask_payload`.
         unsafe { self.inbuf.set_len(old + total) };
         ascii
     }

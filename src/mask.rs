@@ -144,6 +144,24 @@ pub(crate) fn copy_masked_uninit_ascii<'a>(
     (out, ascii)
 }
 
+/// The receive path's copy-unmask of a payload: [`copy_masked_uninit_ascii`] for text (is it
+/// known to be ASCII?), plain [`copy_masked_uninit`] otherwise (then `false`: binary needs no
+/// verdict and skips the tracking).
+#[inline(always)]
+pub(crate) fn unmask_payload(
+    dst: &mut [core::mem::MaybeUninit<u8>],
+    src: &[u8],
+    key: [u8; 4],
+    text: bool,
+) -> bool {
+    if text {
+        copy_masked_uninit_ascii(dst, src, key).1
+    } else {
+        copy_masked_uninit(dst, src, key);
+        false
+    }
+}
+
 /// The vector part of [`copy_masked_uninit`], out of line like [`copy_long`].
 ///
 /// # Safety
