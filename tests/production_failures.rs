@@ -1,5 +1,5 @@
-//! The production failures, replayed end to end over real loopback sockets against both
-//! adapters (tokio and blocking). The clients are raw sockets writing hand-built masked frames
+//! The production failures, replayed end to end over real loopback sockets against every
+//! adapter (tokio with a task per connection, tokio in the caller's task, and blocking). The clients are raw sockets writing hand-built masked frames
 //! and parsing what comes back with an independent parser (`support/wire.rs`), so they do not
 //! depend on the crate's own encoder or parser.
 //!
@@ -16,7 +16,7 @@ use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echo_servers::{Runtime, TestServer, BOTH};
+use echo_servers::{Runtime, TestServer, ALL};
 use wire::{masked_frame, RawClient, BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT};
 use wsframe::io::IoConfig;
 use wsframe::{CloseFrame, Config, EndReason};
@@ -29,10 +29,10 @@ fn ms(n: u64) -> Duration {
 /// cores and the tests run in parallel.
 const SLACK: Duration = Duration::from_millis(400);
 
-/// Runs `test` against both adapters at once (they are independent servers), so timing
+/// Runs `test` against every adapter at once (they are independent servers), so timing
 /// tests cost their wall time once.
-fn on_both(test: fn(Runtime)) {
-    let handles: Vec<_> = BOTH
+fn on_every_adapter(test: fn(Runtime)) {
+    let handles: Vec<_> = ALL
         .into_iter()
         .map(|runtime| (runtime, thread::spawn(move || test(runtime))))
         .collect();
@@ -65,7 +65,7 @@ fn closes_cleanly(client: &mut RawClient, server: &TestServer) {
 /// then must still get its PONG (the deadline is armed per frame, not once), cycle after cycle.
 #[test]
 fn stale_write_deadline_does_not_kill_an_idle_connection() {
-    on_both(|runtime| {
+    on_every_adapter(|runtime| {
         let engine = Config {
             ping_interval: None,
             idle_timeout: None,
@@ -99,7 +99,7 @@ fn stale_write_deadline_does_not_kill_an_idle_connection() {
 /// come back whole and in order, and the PONGs answer our PINGs in order, the last one last.
 #[test]
 fn interleaved_pings_and_messages_keep_framing_and_order() {
-    on_both(|runtime| {
+    on_every_adapter(|runtime| {
         let server = TestServer::start(runtime, IoConfig::default());
         let mut client = RawClient::connect(server.addr);
         let texts: Vec<Vec<u8>> = (0..200)
@@ -189,7 +189,7 @@ fn interleaved_pings_and_messages_keep_framing_and_order() {
 /// declared dead by a server pinging every 100 ms within 3 x the interval, and its slot freed.
 #[test]
 fn half_open_peer_is_declared_dead_and_its_slot_freed() {
-    on_both(|runtime| {
+    on_every_adapter(|runtime| {
         let config = IoConfig::new(Config::default().with_keepalive(ms(100)));
         let server = TestServer::start(runtime, config);
         let mut client = RawClient::connect(server.addr);
@@ -218,7 +218,7 @@ fn half_open_peer_is_declared_dead_and_its_slot_freed() {
 /// and says so.
 #[test]
 fn close_that_never_comes_ends_at_the_close_timeout() {
-    on_both(|runtime| {
+    on_every_adapter(|runtime| {
         let engine = Config {
             close_timeout: ms(300),
             ..Config::default()
@@ -274,7 +274,7 @@ fn close_that_never_comes_ends_at_the_close_timeout() {
 /// every message, in order, before the Close.
 #[test]
 fn queued_burst_is_delivered_before_the_close() {
-    on_both(|runtime| {
+    on_every_adapter(|runtime| {
         let server = TestServer::start(runtime, IoConfig::default());
         let mut client = RawClient::connect(server.addr);
         client.send_text("!burst 300 2000");
@@ -314,7 +314,7 @@ fn queued_burst_is_delivered_before_the_close() {
 /// before the echo of its Close.
 #[test]
 fn messages_before_a_close_in_one_write_are_all_echoed_first() {
-    on_both(|runtime| {
+    on_every_adapter(|runtime| {
         let server = TestServer::start(runtime, IoConfig::default());
         let mut client = RawClient::connect(server.addr);
         let mut batch = Vec::new();
@@ -360,7 +360,7 @@ fn messages_before_a_close_in_one_write_are_all_echoed_first() {
 /// middle of one); the server reports an abnormal end, never a clean close code.
 #[test]
 fn cut_connection_is_reported_abnormal() {
-    on_both(|runtime| {
+    on_every_adapter(|runtime| {
         let server = TestServer::start(runtime, IoConfig::default());
         let mut client = RawClient::connect(server.addr);
         client.send_text("hello");
@@ -396,7 +396,7 @@ fn cut_connection_is_reported_abnormal() {
 #[test]
 fn ping_flood_coalesces_and_other_connections_are_served() {
     const PINGS: u32 = 200_000;
-    on_both(|runtime| {
+    on_every_adapter(|runtime| {
         let server = TestServer::start(runtime, IoConfig::default());
         let mut flooder = RawClient::connect(server.addr);
         let mut other = RawClient::connect(server.addr);
@@ -473,7 +473,7 @@ fn closes_other(client: &mut RawClient, server: &TestServer) {
 /// within 200 ms, and the socket is closed.
 #[test]
 fn stuck_reader_is_ended_by_the_write_deadline() {
-    on_both(|runtime| {
+    on_every_adapter(|runtime| {
         let engine = Config {
             ping_interval: None,
             idle_timeout: None,

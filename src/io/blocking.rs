@@ -36,7 +36,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Mutex;
 use std::time::Instant as StdInstant;
 
-use super::{io_detail, queue_message, Answer, Error, IoConfig, Message, Teardown};
+use super::{io_detail, queue_message, start_engine, Answer, Error, IoConfig, Message, Teardown};
 use crate::handshake;
 use crate::{Connection, Event, Instant, Role, SendError, Stats, TransportError};
 
@@ -160,11 +160,8 @@ impl WebSocket {
         stream.set_read_timeout(None)?;
         stream.set_write_timeout(None)?;
         let epoch = StdInstant::now();
-        let conn = match role {
-            Role::Server => Connection::server(config.engine.clone(), Instant::ZERO),
-            Role::Client => Connection::client_os_random(config.engine.clone(), Instant::ZERO),
-        };
-        let mut ws = WebSocket {
+        let conn = start_engine(role, &config.engine, leftover);
+        Ok(WebSocket {
             stream,
             conn,
             epoch,
@@ -176,12 +173,7 @@ impl WebSocket {
             close_request: Arc::new(Mutex::new(None)),
             teardown: None,
             finished: false,
-        };
-        if !leftover.is_empty() {
-            let now = ws.now();
-            let _ = ws.conn.receive(now, leftover);
-        }
-        Ok(ws)
+        })
     }
 
     fn now(&self) -> Instant {

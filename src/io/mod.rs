@@ -33,7 +33,7 @@ use core::time::Duration;
 use std::io;
 
 use crate::handshake;
-use crate::{Config, EndReason, PreparedMessage, Text};
+use crate::{Config, Connection, EndReason, Instant, PreparedMessage, Role, Text};
 
 pub mod blocking;
 #[cfg(feature = "tokio")]
@@ -162,6 +162,20 @@ impl From<&PreparedMessage> for Message {
     fn from(p: &PreparedMessage) -> Self {
         Message::Prepared(p.clone())
     }
+}
+
+/// The engine for an adapter's connection, started at `Instant::ZERO` (the adapter's epoch),
+/// with `leftover` (what was read past the opening handshake: the first frames) already fed
+/// to it. A protocol error among them is the engine's to report, as `Ended`.
+pub(crate) fn start_engine(role: Role, config: &Config, leftover: &[u8]) -> Connection {
+    let mut conn = match role {
+        Role::Server => Connection::server(config.clone(), Instant::ZERO),
+        Role::Client => Connection::client_os_random(config.clone(), Instant::ZERO),
+    };
+    if !leftover.is_empty() {
+        let _ = conn.receive(Instant::ZERO, leftover);
+    }
+    conn
 }
 
 /// Queues `message` on the engine; a refusal hands the message itself back (a prepared

@@ -18,11 +18,16 @@ use wsframe::{Ended, Event, Stats};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
+    /// The tokio adapter with a task per connection (`Sender` / `Receiver`).
     Tokio,
+    /// The tokio adapter in the caller's task (`io::tokio::WebSocket`).
+    TokioDirect,
+    /// The blocking adapter, a thread per connection.
     Std,
 }
 
-pub const BOTH: [Runtime; 2] = [Runtime::Tokio, Runtime::Std];
+/// Every adapter.
+pub const ALL: [Runtime; 3] = [Runtime::Tokio, Runtime::TokioDirect, Runtime::Std];
 
 /// How one connection ended, as the server saw it.
 #[derive(Debug)]
@@ -35,6 +40,7 @@ pub struct Report {
 /// What the server needs to close every connection at shutdown.
 enum Handle {
     Tokio(wsframe::io::tokio::Sender),
+    TokioDirect(wsframe::io::tokio::Closer),
     Std(Closer),
 }
 
@@ -67,6 +73,39 @@ fn parse_burst(text: &str) -> Option<(usize, usize)> {
     Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
 }
 
+/// What the script does with an event, the same on every adapter.
+enum Action {
+    Echo(wsframe::io::Message),
+    /// `!close`: close with 1000.
+    Close,
+    /// `!burst N SIZE`: queue N messages of SIZE bytes, then close with 1000.
+    Burst(usize, usize),
+    Report(Ended),
+    Nothing,
+}
+
+fn script(event: Event) -> Action {
+    match event {
+        Event::Text(text) if text.starts_with("!close") => Action::Close,
+        Event::Text(text) if text.starts_with("!burst") => {
+            let (n, size) = parse_burst(&text).expect("!burst N SIZE");
+            Action::Burst(n, size)
+        }
+        Event::Text(text) => Action::Echo(text.into()),
+        Event::Binary(bytes) => Action::Echo(bytes.into()),
+        Event::Ended(ended) => Action::Report(*ended),
+        _ => Action::Nothing,
+    }
+}
+
+fn report(reports: &mpsc::Sender<Report>, ended: Ended, stats: Stats) {
+    let _ = reports.send(Report {
+        ended,
+        at: Instant::now(),
+        stats,
+    });
+}
+
 impl TestServer {
     pub fn start(runtime: Runtime, config: IoConfig) -> TestServer {
         Self::launch(runtime, config, false)
@@ -87,13 +126,17 @@ impl TestServer {
         };
         let st = state.clone();
         match runtime {
-            Runtime::Tokio => {
+            Runtime::Tokio | Runtime::TokioDirect => {
                 std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
                         .unwrap();
-                    rt.block_on(serve_tokio(listener, config, report_tx, st));
+                    if runtime == Runtime::Tokio {
+                        rt.block_on(serve_tokio(listener, config, report_tx, st));
+                    } else {
+                        rt.block_on(serve_tokio_direct(listener, config, report_tx, st));
+                    }
                 });
             }
             Runtime::Std => {
@@ -134,6 +177,7 @@ impl TestServer {
         for handle in self.state.handles.lock().unwrap().values() {
             let _ = match handle {
                 Handle::Tokio(tx) => tx.close(1001, "server shutting down"),
+                Handle::TokioDirect(closer) => closer.close(1001, "server shutting down"),
                 Handle::Std(closer) => closer.close(1001, "server shutting down"),
             };
         }
@@ -155,12 +199,27 @@ impl TestServer {
     }
 }
 
-async fn serve_tokio(
+/// One accepted connection of a Tokio server, with what its handler needs.
+struct Accepted {
+    stream: tokio::net::TcpStream,
+    id: u64,
+    config: IoConfig,
+    reports: mpsc::Sender<Report>,
+    state: State,
+}
+
+/// Accepts connections, each handled by `serve` in its own task and counted in
+/// `state.active` while it runs.
+async fn accept_tokio<F, Fut>(
     listener: TcpListener,
     config: IoConfig,
     reports: mpsc::Sender<Report>,
     state: State,
-) {
+    serve: F,
+) where
+    F: Fn(Accepted) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     listener.set_nonblocking(true).unwrap();
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     let mut next_id = 0u64;
@@ -169,51 +228,113 @@ async fn serve_tokio(
             continue;
         };
         next_id += 1;
-        let (id, config, reports, state) =
-            (next_id, config.clone(), reports.clone(), state.clone());
         state.active.fetch_add(1, Ordering::SeqCst);
+        let active = state.active.clone();
+        let handler = serve(Accepted {
+            stream,
+            id: next_id,
+            config: config.clone(),
+            reports: reports.clone(),
+            state: state.clone(),
+        });
         tokio::spawn(async move {
-            if let Ok((tx, mut rx)) = wsframe::io::tokio::accept(stream, config).await {
-                state
-                    .handles
-                    .lock()
-                    .unwrap()
-                    .insert(id, Handle::Tokio(tx.clone()));
-                while let Some(event) = rx.recv().await {
-                    match event {
-                        Event::Text(text) if text.starts_with("!close") => {
-                            let _ = tx.close(1000, "bye");
-                        }
-                        Event::Text(text) if text.starts_with("!burst") => {
-                            let (n, size) = parse_burst(&text).expect("!burst N SIZE");
-                            for i in 0..n {
-                                if tx.send(burst_message(i, size)).await.is_err() {
-                                    break;
-                                }
-                            }
-                            let _ = tx.close(1000, "burst done");
-                        }
-                        Event::Text(text) => {
-                            let _ = tx.send(text).await;
-                        }
-                        Event::Binary(bytes) => {
-                            let _ = tx.send(bytes).await;
-                        }
-                        Event::Ended(ended) => {
-                            let _ = reports.send(Report {
-                                ended: *ended,
-                                at: Instant::now(),
-                                stats: rx.stats(),
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-                state.handles.lock().unwrap().remove(&id);
-            }
-            state.active.fetch_sub(1, Ordering::SeqCst);
+            handler.await;
+            active.fetch_sub(1, Ordering::SeqCst);
         });
     }
+}
+
+async fn serve_tokio(
+    listener: TcpListener,
+    config: IoConfig,
+    reports: mpsc::Sender<Report>,
+    state: State,
+) {
+    accept_tokio(listener, config, reports, state, |accepted| async move {
+        let Accepted {
+            stream,
+            id,
+            config,
+            reports,
+            state,
+        } = accepted;
+        if let Ok((tx, mut rx)) = wsframe::io::tokio::accept(stream, config).await {
+            state
+                .handles
+                .lock()
+                .unwrap()
+                .insert(id, Handle::Tokio(tx.clone()));
+            while let Some(event) = rx.recv().await {
+                match script(event) {
+                    Action::Echo(message) => {
+                        let _ = tx.send(message).await;
+                    }
+                    Action::Close => {
+                        let _ = tx.close(1000, "bye");
+                    }
+                    Action::Burst(n, size) => {
+                        for i in 0..n {
+                            if tx.send(burst_message(i, size)).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = tx.close(1000, "burst done");
+                    }
+                    Action::Report(ended) => report(&reports, ended, rx.stats()),
+                    Action::Nothing => {}
+                }
+            }
+            state.handles.lock().unwrap().remove(&id);
+        }
+    })
+    .await
+}
+
+async fn serve_tokio_direct(
+    listener: TcpListener,
+    config: IoConfig,
+    reports: mpsc::Sender<Report>,
+    state: State,
+) {
+    accept_tokio(listener, config, reports, state, |accepted| async move {
+        let Accepted {
+            stream,
+            id,
+            config,
+            reports,
+            state,
+        } = accepted;
+        if let Ok(mut ws) = wsframe::io::tokio::WebSocket::accept(stream, config).await {
+            state
+                .handles
+                .lock()
+                .unwrap()
+                .insert(id, Handle::TokioDirect(ws.closer()));
+            while let Some(event) = ws.recv().await {
+                match script(event) {
+                    Action::Echo(message) => {
+                        let _ = ws.send(message).await;
+                    }
+                    Action::Close => {
+                        let _ = ws.close(1000, "bye").await;
+                    }
+                    Action::Burst(n, size) => {
+                        // Queued, not written one by one: the close goes behind them all.
+                        for i in 0..n {
+                            if ws.feed(burst_message(i, size)).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = ws.close(1000, "burst done").await;
+                    }
+                    Action::Report(ended) => report(&reports, ended, ws.stats()),
+                    Action::Nothing => {}
+                }
+            }
+            state.handles.lock().unwrap().remove(&id);
+        }
+    })
+    .await
 }
 
 fn serve_std(listener: TcpListener, config: IoConfig, reports: mpsc::Sender<Report>, state: State) {
@@ -234,12 +355,14 @@ fn serve_std(listener: TcpListener, config: IoConfig, reports: mpsc::Sender<Repo
                         .insert(id, Handle::Std(ws.closer()));
                 }
                 while let Some(event) = ws.read() {
-                    match event {
-                        Event::Text(text) if text.starts_with("!close") => {
+                    match script(event) {
+                        Action::Echo(message) => {
+                            let _ = ws.send(message);
+                        }
+                        Action::Close => {
                             let _ = ws.close(1000, "bye");
                         }
-                        Event::Text(text) if text.starts_with("!burst") => {
-                            let (n, size) = parse_burst(&text).expect("!burst N SIZE");
+                        Action::Burst(n, size) => {
                             // Queued, not written one by one: the close goes behind them all.
                             for i in 0..n {
                                 if ws.feed(burst_message(i, size)).is_err() {
@@ -248,20 +371,8 @@ fn serve_std(listener: TcpListener, config: IoConfig, reports: mpsc::Sender<Repo
                             }
                             let _ = ws.close(1000, "burst done");
                         }
-                        Event::Text(text) => {
-                            let _ = ws.send(text);
-                        }
-                        Event::Binary(bytes) => {
-                            let _ = ws.send(bytes);
-                        }
-                        Event::Ended(ended) => {
-                            let _ = reports.send(Report {
-                                ended: *ended,
-                                at: Instant::now(),
-                                stats: ws.stats(),
-                            });
-                        }
-                        _ => {}
+                        Action::Report(ended) => report(&reports, ended, ws.stats()),
+                        Action::Nothing => {}
                     }
                 }
                 state.handles.lock().unwrap().remove(&id);

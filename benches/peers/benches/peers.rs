@@ -189,9 +189,11 @@ fn receive(c: &mut Criterion) {
             });
 
             let mut server = Connection::server(config(), Instant::ZERO);
-            g.bench_with_input(BenchmarkId::new("wsframe-lent", size), &input, |b, input| {
-                b.iter(|| wsframe_receive_lent(&mut server, input))
-            });
+            g.bench_with_input(
+                BenchmarkId::new("wsframe-lent", size),
+                &input,
+                |b, input| b.iter(|| wsframe_receive_lent(&mut server, input)),
+            );
 
             let mut ws = tungstenite_ws(tungstenite::protocol::Role::Server, input.clone());
             g.bench_function(BenchmarkId::new("tungstenite", size), |b| {

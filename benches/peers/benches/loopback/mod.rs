@@ -7,12 +7,26 @@
 
 use std::io::{Read, Write};
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The libraries compared, in report order.
-pub const LIBRARIES: [&str; 4] = ["wsframe", "tokio-tungstenite", "fastwebsockets", "raw-tcp"];
+/// `wsframe` is the Tokio adapter with a task per connection (`Sender` / `Receiver`),
+/// `wsframe-direct` the one in the caller's task (`io::tokio::WebSocket`). Both run without
+/// keepalive, like the peers, which have none; the `-keepalive` variants run wsframe's default
+/// (a PING every 20 s of silence, idle timeout 60 s), which keeps a timer registered with
+/// Tokio for the connection's whole life.
+pub const LIBRARIES: [&str; 7] = [
+    "wsframe",
+    "wsframe-keepalive",
+    "wsframe-direct",
+    "wsframe-direct-keepalive",
+    "tokio-tungstenite",
+    "fastwebsockets",
+    "raw-tcp",
+];
 
 /// The opening handshake request every hand-written client sends (the key of RFC 6455
 /// section 1.3, whose accept value is `ACCEPT`).
@@ -33,7 +47,12 @@ pub async fn spawn_server(library: &'static str) -> u16 {
             // One async fn per library, so each connection's task holds only its own
             // library's state (a single `match` would size every task for the largest).
             match library {
-                "wsframe" => tokio::spawn(serve_wsframe(stream)),
+                "wsframe" | "wsframe-keepalive" => {
+                    tokio::spawn(serve_wsframe(stream, wsframe_config(library)))
+                }
+                "wsframe-direct" | "wsframe-direct-keepalive" => {
+                    tokio::spawn(serve_wsframe_direct(stream, wsframe_config(library)))
+                }
                 "tokio-tungstenite" => tokio::spawn(serve_tungstenite(stream)),
                 "fastwebsockets" => tokio::spawn(serve_fastwebsockets(stream)),
                 "raw-tcp" => tokio::spawn(serve_raw(stream)),
@@ -44,11 +63,22 @@ pub async fn spawn_server(library: &'static str) -> u16 {
     port
 }
 
-async fn serve_wsframe(stream: TcpStream) {
+/// wsframe's settings for a library name of [`LIBRARIES`]: the default, without keepalive
+/// unless the name says `-keepalive`.
+pub fn wsframe_config(library: &str) -> wsframe::io::IoConfig {
+    let mut config = wsframe::io::IoConfig::default();
+    if !library.ends_with("-keepalive") {
+        config.engine.ping_interval = None;
+        config.engine.idle_timeout = None;
+    }
+    config
+}
+
+async fn serve_wsframe(stream: TcpStream, config: wsframe::io::IoConfig) {
     use wsframe::io::tokio::accept;
-    use wsframe::io::{IoConfig, Message};
+    use wsframe::io::Message;
     use wsframe::Event;
-    let (tx, mut rx) = accept(stream, IoConfig::default()).await.unwrap();
+    let (tx, mut rx) = accept(stream, config).await.unwrap();
     while let Some(event) = rx.recv().await {
         let reply = match event {
             Event::Binary(b) => Message::Binary(b),
@@ -57,6 +87,24 @@ async fn serve_wsframe(stream: TcpStream) {
             _ => continue,
         };
         if tx.send(reply).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn serve_wsframe_direct(stream: TcpStream, config: wsframe::io::IoConfig) {
+    use wsframe::io::tokio::WebSocket;
+    use wsframe::io::Message;
+    use wsframe::Event;
+    let mut ws = WebSocket::accept(stream, config).await.unwrap();
+    while let Some(event) = ws.recv().await {
+        let reply = match event {
+            Event::Binary(b) => Message::Binary(b),
+            Event::Text(t) => Message::Text(t),
+            Event::Ended(_) => break,
+            _ => continue,
+        };
+        if ws.send(reply).await.is_err() {
             break;
         }
     }
@@ -111,6 +159,115 @@ async fn serve_raw(stream: TcpStream) {
             Err(_) => break,
         }
     }
+}
+
+/// A connected client of one library; `round_trip` sends `size` bytes and waits for the echo.
+pub enum Client {
+    Wsframe(wsframe::io::tokio::Sender, wsframe::io::tokio::Receiver),
+    WsframeDirect(wsframe::io::tokio::WebSocket),
+    Tungstenite(tokio_tungstenite::WebSocketStream<TcpStream>),
+    Fast(fastwebsockets::WebSocket<TcpStream>, Vec<u8>),
+    Raw(TcpStream, Vec<u8>),
+}
+
+impl Client {
+    pub async fn connect(library: &'static str, port: u16) -> Client {
+        let url = format!("ws://127.0.0.1:{port}/");
+        match library {
+            "wsframe" | "wsframe-keepalive" => {
+                let config = wsframe_config(library);
+                let (tx, rx) = wsframe::io::tokio::connect(&url, config).await.unwrap();
+                Client::Wsframe(tx, rx)
+            }
+            "wsframe-direct" | "wsframe-direct-keepalive" => {
+                let config = wsframe_config(library);
+                let ws = wsframe::io::tokio::WebSocket::connect(&url, config)
+                    .await
+                    .unwrap();
+                Client::WsframeDirect(ws)
+            }
+            "tokio-tungstenite" => {
+                let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                let (ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+                Client::Tungstenite(ws)
+            }
+            "fastwebsockets" => {
+                let tcp = hand_handshake(port).await;
+                let ws =
+                    fastwebsockets::WebSocket::after_handshake(tcp, fastwebsockets::Role::Client);
+                Client::Fast(ws, Vec::new())
+            }
+            "raw-tcp" => Client::Raw(hand_handshake(port).await, Vec::new()),
+            other => unreachable!("unknown library {other}"),
+        }
+    }
+
+    pub async fn round_trip(&mut self, payload: &Bytes) {
+        let size = payload.len();
+        let echoed = match self {
+            Client::Wsframe(tx, rx) => {
+                tx.send(wsframe::io::Message::Binary(payload.clone()))
+                    .await
+                    .unwrap();
+                match rx.recv().await {
+                    Some(wsframe::Event::Binary(b)) => b.len(),
+                    other => panic!("wsframe: expected the echo, got {other:?}"),
+                }
+            }
+            Client::WsframeDirect(ws) => {
+                ws.send(wsframe::io::Message::Binary(payload.clone()))
+                    .await
+                    .unwrap();
+                match ws.recv().await {
+                    Some(wsframe::Event::Binary(b)) => b.len(),
+                    other => panic!("wsframe-direct: expected the echo, got {other:?}"),
+                }
+            }
+            Client::Tungstenite(ws) => {
+                let message = tokio_tungstenite::tungstenite::Message::Binary(payload.clone());
+                ws.send(message).await.unwrap();
+                match ws.next().await {
+                    Some(Ok(m)) => m.len(),
+                    other => panic!("tokio-tungstenite: expected the echo, got {other:?}"),
+                }
+            }
+            Client::Fast(ws, scratch) => {
+                // The client masks in place: a scratch copy, as the caller keeps its payload.
+                scratch.clear();
+                scratch.extend_from_slice(payload);
+                let frame =
+                    fastwebsockets::Frame::binary(fastwebsockets::Payload::BorrowedMut(scratch));
+                ws.write_frame(frame).await.unwrap();
+                let frame = ws.read_frame().await.unwrap();
+                assert_eq!(frame.opcode, fastwebsockets::OpCode::Binary);
+                frame.payload.len()
+            }
+            Client::Raw(tcp, buf) => {
+                tcp.write_all(payload).await.unwrap();
+                buf.resize(size, 0);
+                tcp.read_exact(buf).await.unwrap();
+                buf.len()
+            }
+        };
+        assert_eq!(echoed, size);
+    }
+}
+
+/// TCP connect plus the opening handshake written by hand (fastwebsockets leaves it to the
+/// caller; raw TCP goes through it so its server is the same code path).
+async fn hand_handshake(port: u16) -> TcpStream {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tcp.write_all(REQUEST).await.unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.unwrap();
+        seen.push(byte[0]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 101"));
+    tcp
 }
 
 /// Reads a request up to its blank line and answers 101 (for the libraries that leave the

@@ -1,55 +1,6 @@
-//! The async adapter (feature `tokio`): each connection is one task that owns the socket and
-//! the engine.
-//!
-//! The task reads, writes and fires the engine's timers; nothing else touches the socket, so
-//! there are no split halves that both write. The application gets:
-//!
-//! - a [`Sender`], cloneable: any number of tasks send to one connection, and every frame still
-//!   goes through the engine's one queue. The engine's byte budget
-//!   ([`Config::max_outbound_bytes`](crate::Config::max_outbound_bytes)) reaches it as
-//!   backpressure: [`Sender::send`] waits for room, [`Sender::try_send`] hands the message
-//!   back. Memory stays bounded whatever the peer does.
-//! - a [`Receiver`] of [`Event`]s ([`Receiver::recv`], [`Receiver::poll_recv`], or as a
-//!   `futures_core::Stream` for `StreamExt` and friends), ending with [`Event::Ended`]. When the application does not keep up, the task stops reading the
-//!   socket (inbound backpressure).
-//!
-//! Every `await` here can be dropped (cancelled) without losing or duplicating anything: a
-//! message is either wholly queued or still the caller's, an event is either returned or
-//! still waiting.
-//!
-//! ```no_run
-//! use wsframe::io::{tokio::accept, IoConfig};
-//! use wsframe::Event;
-//!
-//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-//! loop {
-//!     let (stream, _) = listener.accept().await?;
-//!     tokio::spawn(async move {
-//!         let Ok((tx, mut rx)) = accept(stream, IoConfig::default()).await else { return };
-//!         while let Some(event) = rx.recv().await {
-//!             match event {
-//!                 Event::Text(text) => { let _ = tx.send(text).await; }
-//!                 Event::Binary(bytes) => { let _ = tx.send(bytes).await; }
-//!                 Event::Ended(ended) => eprintln!("ended: {ended}"),
-//!                 _ => {}
-//!             }
-//!         }
-//!     });
-//! }
-//! # }
-//! ```
-//!
-//! # The peer's Close and the application's replies
-//!
-//! The engine echoes the peer's Close once the application has *taken* the Close event, behind
-//! every reply queued before (so an echo server echoes all 100 messages that arrived before a
-//! Close, then the Close). Through a channel, the task taking an event is not the application
-//! having seen it; so the task leaves the Close in the engine (it looks with
-//! [`Connection::peek_event`](crate::Connection::peek_event) and stops reading the socket) until
-//! the application has received every earlier event and is waiting in `recv` again, having sent
-//! its replies, or until the close timeout. Replies sent from other
-//! tasks are not ordered with the Close.
+//! The task-per-connection adapter: [`start`] spawns a task that owns the socket and the
+//! engine; the application holds a cloneable [`Sender`] and a [`Receiver`] (see the
+//! [module docs](super)).
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -58,31 +9,24 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use bytes::Bytes;
 use core::future::{poll_fn, Future};
-use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
-use std::io::{self, IoSlice};
-use std::sync::{Mutex, MutexGuard};
+use std::io;
+use std::sync::Mutex;
 
-use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
 use ::tokio::sync::{mpsc, Notify};
 use ::tokio::time::{sleep_until, timeout_at, Instant as TokioInstant, Sleep};
 
-use super::{io_detail, queue_message, Answer, Error, IoConfig, Message, Teardown};
+use super::{
+    client_handshake, engine_now, lock, next_deadline, poll_drain, poll_shutdown_write, read_into,
+    server_handshake, write_queued, ReadOutcome, WakeSignal,
+};
 use crate::handshake;
+use crate::io::{io_detail, queue_message, start_engine, Error, IoConfig, Message, Teardown};
 use crate::{Connection, Ended, Event, Instant, Role, SendError, Stats, TransportError, Unsent};
-
-/// At most this many slices (about a dozen frames) go into one vectored write.
-const WRITE_SLICES: usize = 32;
-/// At most about this many bytes are committed for one vectored write: frames committed to a
-/// write can no longer be overtaken by a PONG, so keep it to a few fragments.
-const WRITE_BYTES: usize = 64 << 10;
-/// Reads up to this size go into a buffer on the stack (see `Driver::read`); tokio's worker
-/// threads have 2 MiB stacks.
-const STACK_READ: usize = 64 << 10;
 
 const OPEN: u8 = 0;
 const CLOSING: u8 = 1;
@@ -111,27 +55,7 @@ pub async fn accept_with<F>(
 where
     F: FnOnce(&handshake::Request) -> Result<handshake::Accept, handshake::Rejection>,
 {
-    let deadline = TokioInstant::now() + config.handshake_timeout;
-    let mut server = handshake::ServerHandshake::new(handshake::HandshakeLimits::default());
-    let mut buf = alloc::vec![0u8; 4096];
-    let request = loop {
-        let n = read_before(&mut stream, &mut buf, deadline).await?;
-        match server.receive(&buf[..n]) {
-            Ok(handshake::ServerStatus::Partial) => {}
-            Ok(handshake::ServerStatus::Complete(request)) => break request,
-            Err(rejection) => {
-                refuse(&mut stream, rejection.response(), deadline).await;
-                return Err(Error::Rejected(rejection));
-            }
-        }
-    };
-    match super::answer(&request, decide) {
-        Answer::Accept(response) => write_before(&mut stream, &response, deadline).await?,
-        Answer::Refuse(response, error) => {
-            refuse(&mut stream, &response, deadline).await;
-            return Err(error);
-        }
-    }
+    let request = server_handshake(&mut stream, &config, decide).await?;
     let (tx, rx) = start(stream, Role::Server, config, request.leftover())?;
     Ok((tx, rx, request))
 }
@@ -151,58 +75,9 @@ pub async fn connect_with(
     options: handshake::ClientOptions,
     config: IoConfig,
 ) -> Result<(Sender, Receiver, handshake::Response), Error> {
-    let deadline = TokioInstant::now() + config.handshake_timeout;
-    let (mut client, request) =
-        handshake::ClientHandshake::new(url, options, &mut crate::random::OsRandom)
-            .map_err(Error::Request)?;
-    let target = client.target();
-    let connecting = TcpStream::connect((target.host(), target.port()));
-    let mut stream = match timeout_at(deadline, connecting).await {
-        Ok(stream) => stream?,
-        Err(_) => return Err(Error::HandshakeTimeout),
-    };
-    write_before(&mut stream, &request, deadline).await?;
-    let mut buf = alloc::vec![0u8; 4096];
-    let response = loop {
-        let n = read_before(&mut stream, &mut buf, deadline).await?;
-        match client.receive(&buf[..n]).map_err(Error::Handshake)? {
-            handshake::ClientStatus::Partial => {}
-            handshake::ClientStatus::Complete(response) => break response,
-        }
-    };
+    let (stream, response) = client_handshake(url, options, &config).await?;
     let (tx, rx) = start(stream, Role::Client, config, response.leftover())?;
     Ok((tx, rx, response))
-}
-
-/// Writes a refusal and closes our side, best effort: the peer is refused either way.
-async fn refuse(stream: &mut TcpStream, response: &[u8], deadline: TokioInstant) {
-    if write_before(stream, response, deadline).await.is_ok() {
-        let _ = timeout_at(deadline, stream.shutdown()).await;
-    }
-}
-
-async fn read_before(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-    deadline: TokioInstant,
-) -> Result<usize, Error> {
-    match timeout_at(deadline, stream.read(buf)).await {
-        Err(_) => Err(Error::HandshakeTimeout),
-        Ok(Ok(0)) => Err(Error::HandshakeEof),
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(Error::Io(e)),
-    }
-}
-
-async fn write_before(
-    stream: &mut TcpStream,
-    bytes: &[u8],
-    deadline: TokioInstant,
-) -> Result<(), Error> {
-    match timeout_at(deadline, stream.write_all(bytes)).await {
-        Err(_) => Err(Error::HandshakeTimeout),
-        Ok(result) => result.map_err(Error::Io),
-    }
 }
 
 /// Starts the task for a stream whose opening handshake is done (`leftover`: the bytes read
@@ -216,10 +91,7 @@ pub fn start(
     // Frames are small and latency matters more than packet count.
     stream.set_nodelay(true)?;
     let epoch = TokioInstant::now();
-    let conn = match role {
-        Role::Server => Connection::server(config.engine.clone(), Instant::ZERO),
-        Role::Client => Connection::client_os_random(config.engine.clone(), Instant::ZERO),
-    };
+    let conn = start_engine(role, &config.engine, leftover);
     let shared = Arc::new(Shared {
         budget: config.engine.max_outbound_bytes,
         reserved: AtomicUsize::new(0),
@@ -236,7 +108,7 @@ pub fn start(
     });
     let (command_tx, command_rx) = mpsc::channel(config.send_capacity.max(1));
     let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));
-    let mut driver = Driver {
+    let driver = Driver {
         stream,
         conn,
         epoch,
@@ -262,9 +134,6 @@ pub fn start(
         timer: Box::pin(sleep_until(epoch)),
         timer_at: None,
     };
-    if !leftover.is_empty() {
-        driver.feed_input(leftover);
-    }
     ::tokio::spawn(driver.run());
     let tx = Sender {
         commands: command_tx,
@@ -286,44 +155,6 @@ struct Control {
     ping: Option<Bytes>,
     /// Code, reason, and whether queued data is dropped (`close_now`).
     close: Option<(u16, String, bool)>,
-}
-
-/// Wakes the connection's task from its handles. A flag and the task's waker, polled in place
-/// by `Driver::wait` (a `Notify` would need a `Notified` future made and dropped per wait). A
-/// raise with nobody waiting is kept until the next wait, like `Notify::notify_one`.
-#[derive(Default)]
-struct WakeSignal {
-    raised: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl WakeSignal {
-    fn raise(&self) {
-        self.raised.store(true, Ordering::SeqCst);
-        let waker = lock(&self.waker).take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.raised.swap(false, Ordering::SeqCst) {
-            return Poll::Ready(());
-        }
-        {
-            let mut slot = lock(&self.waker);
-            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *slot = Some(cx.waker().clone());
-            }
-        }
-        // A raise between the first check and the registration found no waker to wake:
-        // seen here instead of lost.
-        if self.raised.swap(false, Ordering::SeqCst) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
 }
 
 struct Shared {
@@ -352,13 +183,6 @@ struct Shared {
     tail: Mutex<VecDeque<Event>>,
     /// Wakes [`Sender::closed`].
     ended: Notify,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The data guarded here stays consistent whatever panicked while holding the lock.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -768,7 +592,7 @@ struct Driver {
 
 impl Driver {
     fn now(&self) -> Instant {
-        Instant::from_duration(self.epoch.elapsed())
+        engine_now(self.epoch)
     }
 
     // Not an `async fn`: its argument would be stored in the task twice (once as the
@@ -901,17 +725,13 @@ impl Driver {
     /// deadline. A timer already armed earlier is kept: firing early is harmless (the engine
     /// acts only on what is due), and it saves re-arming on every step.
     fn arm_timer(&mut self) {
-        let engine = self
-            .conn
-            .poll_timeout()
-            .map(|t| self.epoch + t.since_epoch());
         let write = self
             .write_deadline
             .filter(|_| !self.conn.is_transmit_idle());
         let held = self
             .close_held_since
             .map(|since| since + self.close_timeout);
-        let next = [engine, write, held].into_iter().flatten().min();
+        let next = next_deadline(&self.conn, self.epoch, write, held);
         match next {
             None => self.timer_at = None,
             Some(at) => {
@@ -938,59 +758,21 @@ impl Driver {
     }
 
     fn read(&mut self) {
-        // Reads of up to `STACK_READ` bytes land on the stack: nothing to allocate or zero per
-        // read, and nothing held while the connection waits (the engine copies what it keeps;
-        // a read buffer would otherwise be most of an idle connection's memory). Larger
-        // configured reads use a heap buffer, kept only while reads come back full.
-        let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
-        let mut heap = core::mem::take(&mut self.read_buf);
-        let mut buf = if self.read_size <= STACK_READ {
-            ReadBuf::uninit(&mut stack[..self.read_size])
-        } else {
-            heap.reserve_exact(self.read_size);
-            ReadBuf::uninit(&mut heap.spare_capacity_mut()[..self.read_size])
-        };
-        // Through `AsyncRead` rather than `try_read`: tokio clears the socket's readiness after
-        // a short read (the socket is drained), so the next wait sleeps instead of waking at
-        // once for a read that can only fail with WouldBlock: one syscall less per message.
         // The socket was just reported readable; a noop waker is enough for this one poll
         // (`wait` registers the task's own waker again before sleeping).
         let mut noop = Context::from_waker(Waker::noop());
-        let result = match Pin::new(&mut self.stream).poll_read(&mut noop, &mut buf) {
-            Poll::Ready(result) => result,
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        };
-        match result {
-            Ok(()) if buf.filled().is_empty() => {
-                self.read_closed = true;
-                let now = self.now();
-                self.conn.transport_closed(now);
-            }
-            Ok(()) => {
-                let full = buf.remaining() == 0;
-                self.feed_input(buf.filled());
-                if full && self.read_size > STACK_READ {
-                    self.read_buf = heap;
-                }
-            }
-            // Readiness was stale: nothing to read.
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock
-                    || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                self.read_closed = true;
-                let now = self.now();
-                self.conn
-                    .transport_failed(now, TransportError::Io(io_detail("read", &e)));
-            }
+        let outcome = read_into(
+            &mut self.stream,
+            &mut noop,
+            &mut self.conn,
+            self.epoch,
+            self.read_size,
+            &mut self.read_buf,
+        );
+        // Pending: readiness was stale, nothing to read.
+        if let Poll::Ready(ReadOutcome::Closed) = outcome {
+            self.read_closed = true;
         }
-    }
-
-    /// Feeds received bytes to the engine. A protocol error is the engine's to report (it
-    /// queues the Close and ends the connection with the reason).
-    fn feed_input(&mut self, data: &[u8]) {
-        let now = self.now();
-        let _ = self.conn.receive(now, data);
     }
 
     /// Lets the held Close through once the application has caught up, nobody receives, or
@@ -1134,51 +916,16 @@ impl Driver {
         }
     }
 
-    /// Writes what the socket takes now, each frame under a fresh write deadline, reporting
-    /// each count to the engine right after the write returns.
+    /// Writes what the socket takes now (see [`write_queued`]).
     fn write(&mut self) {
-        while !self.write_blocked && !self.conn.is_transmit_idle() {
-            let now = TokioInstant::now();
-            // A frame starts: it gets the whole write timeout, however long we were idle.
-            let deadline = *self.write_deadline.get_or_insert(now + self.write_timeout);
-            let mut chunks: [&[u8]; WRITE_SLICES] = [&[]; WRITE_SLICES];
-            let n = self.conn.transmit_chunks(&mut chunks, WRITE_BYTES);
-            let slices: [IoSlice<'_>; WRITE_SLICES] =
-                core::array::from_fn(|i| IoSlice::new(chunks[i]));
-            let result = self.stream.try_write_vectored(&slices[..n]);
-            match result {
-                Ok(0) => {
-                    let now = self.now();
-                    self.conn.transport_failed(
-                        now,
-                        TransportError::Io(String::from("write: connection accepted no bytes")),
-                    );
-                }
-                Ok(written) => {
-                    // No await between the write and this report, so a cancelled or
-                    // interrupted task can never lose the count.
-                    if self.conn.advance_transmit(written) > 0 {
-                        self.write_deadline = None;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
-                    if now >= deadline {
-                        let now = self.now();
-                        self.conn
-                            .transport_failed(now, TransportError::WriteTimeout);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let now = self.now();
-                    self.conn
-                        .transport_failed(now, TransportError::Io(io_detail("write", &e)));
-                }
-            }
-        }
-        if self.conn.is_transmit_idle() {
-            self.write_deadline = None;
+        if !self.write_blocked {
+            self.write_blocked = write_queued(
+                &self.stream,
+                &mut self.conn,
+                self.epoch,
+                self.write_timeout,
+                &mut self.write_deadline,
+            );
         }
     }
 
@@ -1238,25 +985,12 @@ impl Driver {
         match teardown {
             Teardown::Abort => {}
             Teardown::ServerLinger => {
-                let _ = timeout_at(until, stream.shutdown()).await;
-                drain_until_eof(&mut stream, until).await;
+                let _ = timeout_at(until, poll_fn(|cx| poll_shutdown_write(&mut stream, cx))).await;
+                let _ = timeout_at(until, poll_fn(|cx| poll_drain(&mut stream, cx))).await;
             }
-            Teardown::ClientWait => drain_until_eof(&mut stream, until).await,
+            Teardown::ClientWait => {
+                let _ = timeout_at(until, poll_fn(|cx| poll_drain(&mut stream, cx))).await;
+            }
         }
     }
-}
-
-/// Reads and discards until the peer closes, an error, or `until`.
-async fn drain_until_eof(stream: &mut TcpStream, until: TokioInstant) {
-    // On the heap, only for the teardown (see `run`).
-    let mut buf = alloc::vec![0u8; 2048];
-    let _ = timeout_at(until, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
 }

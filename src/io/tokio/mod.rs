@@ -1,0 +1,415 @@
+//! The async adapters (feature `tokio`), in two shapes over the same engine:
+//!
+//! - **A task per connection** ([`accept`], [`connect`], [`start`]): the task owns the socket
+//!   and the engine; the application holds a cloneable [`Sender`] and a [`Receiver`]. Any
+//!   number of tasks send to one connection, reading and writing go on whatever the application
+//!   does, and the engine's timers fire on their own. The choice for relays and fan-out.
+//! - **In the caller's task** ([`WebSocket`]): the application's own task reads, writes and
+//!   fires the timers from inside [`WebSocket::recv`] and [`WebSocket::send`], like the
+//!   blocking adapter. No second task and no channels between the socket and the application,
+//!   so a message costs no task switch (the choice for request/response and echo-like loops,
+//!   where latency is the point), but the connection makes progress only while the
+//!   application is in one of its calls: keep `recv` running (in a `select!` with the
+//!   application's other work) for keepalive, PONGs and the close handshake.
+//!
+//! Both keep every rule of the [adapter contract](crate#the-contract-for-io-adapters): one
+//! owner of the socket, every byte through the engine's one queue, a fresh write deadline for
+//! every frame, and one honest [`Event::Ended`](crate::Event::Ended) per connection.
+//!
+//! Every `await` here can be dropped (cancelled) without losing or duplicating anything: a
+//! message is either wholly queued or still the caller's, an event is either returned or
+//! still waiting.
+//!
+//! ```no_run
+//! use wsframe::io::{tokio::accept, IoConfig};
+//! use wsframe::Event;
+//!
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     tokio::spawn(async move {
+//!         let Ok((tx, mut rx)) = accept(stream, IoConfig::default()).await else { return };
+//!         while let Some(event) = rx.recv().await {
+//!             match event {
+//!                 Event::Text(text) => { let _ = tx.send(text).await; }
+//!                 Event::Binary(bytes) => { let _ = tx.send(bytes).await; }
+//!                 Event::Ended(ended) => eprintln!("ended: {ended}"),
+//!                 _ => {}
+//!             }
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! The same server in the caller's task:
+//!
+//! ```no_run
+//! use wsframe::io::{tokio::WebSocket, IoConfig};
+//! use wsframe::Event;
+//!
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     tokio::spawn(async move {
+//!         let Ok(mut ws) = WebSocket::accept(stream, IoConfig::default()).await else { return };
+//!         while let Some(event) = ws.recv().await {
+//!             match event {
+//!                 Event::Text(text) => { let _ = ws.send(text).await; }
+//!                 Event::Binary(bytes) => { let _ = ws.send(bytes).await; }
+//!                 Event::Ended(ended) => eprintln!("ended: {ended}"),
+//!                 _ => {}
+//!             }
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! # The peer's Close and the application's replies
+//!
+//! The engine echoes the peer's Close once the application has *taken* the Close event, behind
+//! every reply queued before (so an echo server echoes all 100 messages that arrived before a
+//! Close, then the Close). In the caller's task that is simply the order of the calls. Through
+//! a channel, the task taking an event is not the application having seen it; so the
+//! connection's task leaves the Close in the engine (it looks with
+//! [`Connection::peek_event`](crate::Connection::peek_event) and stops reading the socket)
+//! until the application has received every earlier event and is waiting in `recv` again,
+//! having sent its replies, or until the close timeout. Replies sent from other tasks are not
+//! ordered with the Close.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::mem::MaybeUninit;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+use std::io::{self, IoSlice};
+use std::sync::{Mutex, MutexGuard};
+
+use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ::tokio::net::TcpStream;
+use ::tokio::time::{timeout_at, Instant as TokioInstant};
+
+use super::{io_detail, Answer, Error, IoConfig};
+use crate::handshake;
+use crate::{Connection, Instant, TransportError};
+
+mod socket;
+mod task;
+
+pub use socket::{Closer, WebSocket};
+pub use task::{
+    accept, accept_with, connect, connect_with, start, Closed, Receiver, Sender, TrySendError,
+};
+
+/// At most this many slices (about a dozen frames) go into one vectored write.
+const WRITE_SLICES: usize = 32;
+/// At most about this many bytes are committed for one vectored write: frames committed to a
+/// write can no longer be overtaken by a PONG, so keep it to a few fragments.
+const WRITE_BYTES: usize = 64 << 10;
+/// Reads up to this size go into a buffer on the stack (see [`read_into`]); tokio's worker
+/// threads have 2 MiB stacks.
+const STACK_READ: usize = 64 << 10;
+
+// ----- opening handshake ----------------------------------------------------------------------
+
+/// Reads the client's request, lets `decide` answer it, and writes the answer. On success the
+/// stream is ready for frames (the request's `leftover` holds any that came early).
+async fn server_handshake<F>(
+    stream: &mut TcpStream,
+    config: &IoConfig,
+    decide: F,
+) -> Result<handshake::Request, Error>
+where
+    F: FnOnce(&handshake::Request) -> Result<handshake::Accept, handshake::Rejection>,
+{
+    let deadline = TokioInstant::now() + config.handshake_timeout;
+    let mut server = handshake::ServerHandshake::new(handshake::HandshakeLimits::default());
+    let mut buf = alloc::vec![0u8; 4096];
+    let request = loop {
+        let n = read_before(stream, &mut buf, deadline).await?;
+        match server.receive(&buf[..n]) {
+            Ok(handshake::ServerStatus::Partial) => {}
+            Ok(handshake::ServerStatus::Complete(request)) => break request,
+            Err(rejection) => {
+                refuse(stream, rejection.response(), deadline).await;
+                return Err(Error::Rejected(rejection));
+            }
+        }
+    };
+    match super::answer(&request, decide) {
+        Answer::Accept(response) => write_before(stream, &response, deadline).await?,
+        Answer::Refuse(response, error) => {
+            refuse(stream, &response, deadline).await;
+            return Err(error);
+        }
+    }
+    Ok(request)
+}
+
+/// Connects to a `ws://` URL and performs the client side of the opening handshake.
+async fn client_handshake(
+    url: &str,
+    options: handshake::ClientOptions,
+    config: &IoConfig,
+) -> Result<(TcpStream, handshake::Response), Error> {
+    let deadline = TokioInstant::now() + config.handshake_timeout;
+    let (mut client, request) =
+        handshake::ClientHandshake::new(url, options, &mut crate::random::OsRandom)
+            .map_err(Error::Request)?;
+    let target = client.target();
+    let connecting = TcpStream::connect((target.host(), target.port()));
+    let mut stream = match timeout_at(deadline, connecting).await {
+        Ok(stream) => stream?,
+        Err(_) => return Err(Error::HandshakeTimeout),
+    };
+    write_before(&mut stream, &request, deadline).await?;
+    let mut buf = alloc::vec![0u8; 4096];
+    let response = loop {
+        let n = read_before(&mut stream, &mut buf, deadline).await?;
+        match client.receive(&buf[..n]).map_err(Error::Handshake)? {
+            handshake::ClientStatus::Partial => {}
+            handshake::ClientStatus::Complete(response) => break response,
+        }
+    };
+    Ok((stream, response))
+}
+
+/// Writes a refusal and closes our side, best effort: the peer is refused either way.
+async fn refuse(stream: &mut TcpStream, response: &[u8], deadline: TokioInstant) {
+    if write_before(stream, response, deadline).await.is_ok() {
+        let _ = timeout_at(deadline, stream.shutdown()).await;
+    }
+}
+
+async fn read_before(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: TokioInstant,
+) -> Result<usize, Error> {
+    match timeout_at(deadline, stream.read(buf)).await {
+        Err(_) => Err(Error::HandshakeTimeout),
+        Ok(Ok(0)) => Err(Error::HandshakeEof),
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(Error::Io(e)),
+    }
+}
+
+async fn write_before(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    deadline: TokioInstant,
+) -> Result<(), Error> {
+    match timeout_at(deadline, stream.write_all(bytes)).await {
+        Err(_) => Err(Error::HandshakeTimeout),
+        Ok(result) => result.map_err(Error::Io),
+    }
+}
+
+// ----- what both adapters do with the socket --------------------------------------------------
+
+/// The engine's clock for an adapter whose engine started at `epoch` (`Instant::ZERO`).
+fn engine_now(epoch: TokioInstant) -> Instant {
+    Instant::from_duration(epoch.elapsed())
+}
+
+/// The earliest of the engine's next timer and the adapter's own deadlines (`write`: the frame
+/// in flight's, `other`: the adapter's), on Tokio's clock.
+fn next_deadline(
+    conn: &Connection,
+    epoch: TokioInstant,
+    write: Option<TokioInstant>,
+    other: Option<TokioInstant>,
+) -> Option<TokioInstant> {
+    let engine = conn.poll_timeout().map(|t| epoch + t.since_epoch());
+    [engine, write, other].into_iter().flatten().min()
+}
+
+/// What a read left of the socket's input side.
+enum ReadOutcome {
+    /// Bytes arrived and went to the engine.
+    Data,
+    /// The peer closed, or the read failed; the engine was told. Read no more.
+    Closed,
+}
+
+/// One read from `stream` into the engine. `Pending` (with `cx` registered for readiness)
+/// when the socket has nothing now.
+///
+/// Reads of up to [`STACK_READ`] bytes land on the stack: nothing to allocate or zero per
+/// read, and nothing held while the connection waits (the engine copies what it keeps; a read
+/// buffer would otherwise be most of an idle connection's memory). Larger configured reads use
+/// `heap`, kept only while reads come back full. Through `AsyncRead`, so that tokio clears the
+/// socket's readiness after a short read (the socket is drained) and the next wait sleeps
+/// instead of waking for a read that can only fail with WouldBlock.
+fn read_into(
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+    conn: &mut Connection,
+    epoch: TokioInstant,
+    read_size: usize,
+    heap: &mut Vec<u8>,
+) -> Poll<ReadOutcome> {
+    let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
+    let mut spare = core::mem::take(heap);
+    let mut buf = if read_size <= STACK_READ {
+        ReadBuf::uninit(&mut stack[..read_size])
+    } else {
+        spare.reserve_exact(read_size);
+        ReadBuf::uninit(&mut spare.spare_capacity_mut()[..read_size])
+    };
+    let result = match Pin::new(stream).poll_read(cx, &mut buf) {
+        Poll::Ready(result) => result,
+        Poll::Pending => return Poll::Pending,
+    };
+    let now = engine_now(epoch);
+    Poll::Ready(match result {
+        Ok(()) if buf.filled().is_empty() => {
+            conn.transport_closed(now);
+            ReadOutcome::Closed
+        }
+        Ok(()) => {
+            let full = buf.remaining() == 0;
+            // A protocol error is the engine's to report: it queues the Close and ends the
+            // connection with the reason.
+            let _ = conn.receive(now, buf.filled());
+            if full && read_size > STACK_READ {
+                *heap = spare;
+            }
+            ReadOutcome::Data
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data,
+        Err(e) => {
+            conn.transport_failed(now, TransportError::Io(io_detail("read", &e)));
+            ReadOutcome::Closed
+        }
+    })
+}
+
+/// Writes what the socket takes now, each frame under a fresh write deadline (`deadline`,
+/// `None` between frames), reporting each count to the engine right after the write returns.
+/// Returns true when the socket would block with bytes still queued; a frame past its
+/// deadline then ends the connection with a write timeout.
+///
+/// The deadline is armed when a frame first has to wait (the first write that would block),
+/// not when it starts: the two are apart by the time of the writes in between, microseconds,
+/// and a frame that goes out at once (the common case) then costs no clock read.
+fn write_queued(
+    stream: &TcpStream,
+    conn: &mut Connection,
+    epoch: TokioInstant,
+    write_timeout: Duration,
+    deadline: &mut Option<TokioInstant>,
+) -> bool {
+    let mut blocked = false;
+    while !conn.is_transmit_idle() {
+        let mut chunks: [&[u8]; WRITE_SLICES] = [&[]; WRITE_SLICES];
+        let n = conn.transmit_chunks(&mut chunks, WRITE_BYTES);
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        for (slice, chunk) in slices.iter_mut().zip(&chunks[..n]) {
+            *slice = IoSlice::new(chunk);
+        }
+        match stream.try_write_vectored(&slices[..n]) {
+            Ok(0) => conn.transport_failed(
+                engine_now(epoch),
+                TransportError::Io(String::from("write: connection accepted no bytes")),
+            ),
+            Ok(written) => {
+                // No await between the write and this report, so a cancelled or interrupted
+                // caller can never lose the count. A completed frame ends its deadline.
+                if conn.advance_transmit(written) > 0 {
+                    *deadline = None;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let now = TokioInstant::now();
+                // The frame has to wait: it gets the whole write timeout from here, however
+                // long the connection was idle before.
+                if now >= *deadline.get_or_insert(now + write_timeout) {
+                    conn.transport_failed(engine_now(epoch), TransportError::WriteTimeout);
+                } else {
+                    blocked = true;
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => conn.transport_failed(
+                engine_now(epoch),
+                TransportError::Io(io_detail("write", &e)),
+            ),
+        }
+    }
+    if !blocked {
+        *deadline = None;
+    }
+    blocked
+}
+
+/// Shuts down our sending side, bounded by the caller's timer: `Ready` once done or failed.
+fn poll_shutdown_write(stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<()> {
+    Pin::new(stream).poll_shutdown(cx).map(|_| ())
+}
+
+/// Reads and discards until the peer closes or an error (the caller bounds it in time).
+fn poll_drain(stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<()> {
+    let mut scratch = [MaybeUninit::<u8>::uninit(); 2048];
+    loop {
+        let mut buf = ReadBuf::uninit(&mut scratch);
+        match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
+            Poll::Ready(_) => return Poll::Ready(()),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
+
+/// Wakes a connection's driver (its task, or the task in [`WebSocket::recv`]) from a handle.
+/// A flag and the waker, polled in place (a `Notify` would need a `Notified` future made and
+/// dropped per wait). A raise with nobody waiting is kept until the next wait, like
+/// `Notify::notify_one`.
+#[derive(Default)]
+struct WakeSignal {
+    raised: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl WakeSignal {
+    fn raise(&self) {
+        self.raised.store(true, Ordering::SeqCst);
+        let waker = lock(&self.waker).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.raised.swap(false, Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        {
+            let mut slot = lock(&self.waker);
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
+            }
+        }
+        // A raise between the first check and the registration found no waker to wake:
+        // seen here instead of lost.
+        if self.raised.swap(false, Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data guarded here stays consistent whatever panicked while holding the lock.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
