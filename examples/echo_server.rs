@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --features tokio --example echo_server -- --addr 127.0.0.1:9001
-//!     [--runtime tokio|std] [--ping-interval-ms N] [--idle-timeout-ms N]
+//!     [--runtime tokio|tokio-direct|std] [--ping-interval-ms N] [--idle-timeout-ms N]
 //!     [--close-timeout-ms N] [--write-timeout-ms N] [--max-message-size BYTES]
 //! ```
 //!
@@ -15,8 +15,10 @@
 //! server waits for the close handshakes up to the close timeout before exiting. A second
 //! Ctrl-C exits at once.
 //!
-//! `--runtime tokio` (the default) runs each connection as a task of the async adapter;
-//! `--runtime std` runs each on its own thread with the blocking adapter.
+//! `--runtime tokio` (the default) runs each connection as a task of the async adapter, with a
+//! `Sender` and a `Receiver`; `--runtime tokio-direct` runs the async adapter in the
+//! connection's own task (`wsframe::io::tokio::WebSocket`, no second task); `--runtime std`
+//! runs each on its own thread with the blocking adapter.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +35,7 @@ const SHUTDOWN_REASON: &str = "server shutting down";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Runtime {
     Tokio,
+    TokioDirect,
     Std,
 }
 
@@ -44,7 +47,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: echo_server [--addr 127.0.0.1:9001] [--runtime tokio|std]\n\
+        "usage: echo_server [--addr 127.0.0.1:9001] [--runtime tokio|tokio-direct|std]\n\
          \x20                  [--ping-interval-ms N] [--idle-timeout-ms N] [--close-timeout-ms N]\n\
          \x20                  [--write-timeout-ms N] [--max-message-size BYTES]"
     );
@@ -68,6 +71,7 @@ fn parse_args() -> Args {
             "--runtime" => {
                 runtime = match value().as_str() {
                     "tokio" => Runtime::Tokio,
+                    "tokio-direct" => Runtime::TokioDirect,
                     "std" => Runtime::Std,
                     _ => usage(),
                 }
@@ -107,7 +111,7 @@ fn parse_args() -> Args {
 fn main() {
     let args = parse_args();
     match args.runtime {
-        Runtime::Tokio => {
+        Runtime::Tokio | Runtime::TokioDirect => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -129,7 +133,7 @@ async fn serve_tokio(args: Args) {
         }
     };
     announce(listener.local_addr().unwrap());
-    let open: Arc<Mutex<HashMap<u64, ws_tokio::Sender>>> = Arc::default();
+    let open: Open = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_id = 0u64;
     // One listener for the whole loop, so a Ctrl-C between two iterations is not missed.
@@ -139,7 +143,12 @@ async fn serve_tokio(args: Args) {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 next_id += 1;
-                tasks.spawn(echo_tokio(next_id, stream, args.config.clone(), Arc::clone(&open)));
+                let (id, config, open) = (next_id, args.config.clone(), Arc::clone(&open));
+                if args.runtime == Runtime::TokioDirect {
+                    tasks.spawn(echo_tokio_direct(id, stream, config, open));
+                } else {
+                    tasks.spawn(echo_tokio(id, stream, config, open));
+                }
             }
             // Reap finished connections so the set does not grow.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -148,10 +157,10 @@ async fn serve_tokio(args: Args) {
     }
     drop(listener);
     let second_ctrl_c = tokio::signal::ctrl_c();
-    let senders: Vec<_> = open.lock().unwrap().values().cloned().collect();
-    eprintln!("shutting down: closing {} connections", senders.len());
-    for tx in &senders {
-        let _ = tx.close(GOING_AWAY, SHUTDOWN_REASON);
+    let handles: Vec<_> = open.lock().unwrap().values().cloned().collect();
+    eprintln!("shutting down: closing {} connections", handles.len());
+    for handle in &handles {
+        handle.close();
     }
     // The close handshakes get the close timeout (plus a moment for the last log lines).
     let grace = args.config.engine.close_timeout + Duration::from_millis(200);
@@ -163,12 +172,25 @@ async fn serve_tokio(args: Args) {
     std::process::exit(0);
 }
 
-async fn echo_tokio(
-    id: u64,
-    stream: tokio::net::TcpStream,
-    config: IoConfig,
-    open: Arc<Mutex<HashMap<u64, ws_tokio::Sender>>>,
-) {
+/// What closes an open connection at shutdown, per adapter.
+#[derive(Clone)]
+enum CloseHandle {
+    Task(ws_tokio::Sender),
+    Direct(ws_tokio::Closer),
+}
+
+impl CloseHandle {
+    fn close(&self) {
+        let _ = match self {
+            CloseHandle::Task(tx) => tx.close(GOING_AWAY, SHUTDOWN_REASON),
+            CloseHandle::Direct(closer) => closer.close(GOING_AWAY, SHUTDOWN_REASON),
+        };
+    }
+}
+
+type Open = Arc<Mutex<HashMap<u64, CloseHandle>>>;
+
+async fn echo_tokio(id: u64, stream: tokio::net::TcpStream, config: IoConfig, open: Open) {
     let (tx, mut rx) = match ws_tokio::accept(stream, config).await {
         Ok(pair) => pair,
         Err(e) => {
@@ -176,7 +198,9 @@ async fn echo_tokio(
             return;
         }
     };
-    open.lock().unwrap().insert(id, tx.clone());
+    open.lock()
+        .unwrap()
+        .insert(id, CloseHandle::Task(tx.clone()));
     while let Some(event) = rx.recv().await {
         match event {
             // Waits while the peer is not reading (the outbound budget is full); meanwhile
@@ -189,6 +213,35 @@ async fn echo_tokio(
             }
             Event::Ended(ended) => eprintln!("conn {id} ended: {ended}"),
             // PINGs are answered and the peer's Close echoed by the engine.
+            _ => {}
+        }
+    }
+    open.lock().unwrap().remove(&id);
+}
+
+async fn echo_tokio_direct(id: u64, stream: tokio::net::TcpStream, config: IoConfig, open: Open) {
+    let mut ws = match ws_tokio::WebSocket::accept(stream, config).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprintln!("conn {id} handshake failed: {e}");
+            return;
+        }
+    };
+    // The closer wakes this task at shutdown while it waits in `recv`.
+    open.lock()
+        .unwrap()
+        .insert(id, CloseHandle::Direct(ws.closer()));
+    while let Some(event) = ws.recv().await {
+        match event {
+            // Writes before it returns, waiting (under the write deadline) while the peer is
+            // not reading; meanwhile nothing more is read from it either.
+            Event::Text(text) => {
+                let _ = ws.send(text).await;
+            }
+            Event::Binary(bytes) => {
+                let _ = ws.send(bytes).await;
+            }
+            Event::Ended(ended) => eprintln!("conn {id} ended: {ended}"),
             _ => {}
         }
     }

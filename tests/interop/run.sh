@@ -232,12 +232,12 @@ judge() {
 ECHO_FLAGS=(--ping-interval-ms 300 --idle-timeout-ms 2000 --close-timeout-ms 3000
   --write-timeout-ms 10000 --max-message-size 16777216)
 
-# client_vs_echo PEER LABEL_PREFIX CMD...: the peer's client against echo_server, both runtimes.
+# client_vs_echo PEER LABEL_PREFIX CMD...: the peer's client against echo_server, every runtime.
 client_vs_echo() {
   local peer=$1 prefix=$2
   shift 2
   local runtime
-  for runtime in tokio std; do
+  for runtime in tokio tokio-direct std; do
     local label="$prefix client vs echo_server($runtime)"
     LOG="$LOGS/$peer-client-$runtime.log"
     local slog="$LOGS/echo_server-$peer-$runtime.log"
