@@ -108,3 +108,8 @@ pub use error::{
 pub use event::{Chunk, DataKind, Event, EventRef, Text};
 pub use outbound::{PreparedMessage, Transmit};
 pub use time::Instant;
+
+// The README's examples compile as doctests (with the `tokio` feature, which they use).
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

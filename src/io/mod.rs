@@ -7,8 +7,10 @@
 //!
 //! - [`blocking`]: a [`WebSocket`](blocking::WebSocket) over [`std::net::TcpStream`] with a
 //!   simple read/send API for one thread.
-//! - `tokio` (feature `tokio`): each connection runs as one task that owns the socket and the
-//!   engine; the application holds a cloneable `Sender` and a `Receiver`.
+//! - `tokio` (feature `tokio`), in two shapes: a task per connection that owns the socket and
+//!   the engine, with a cloneable `Sender` and a `Receiver` for the application; or a
+//!   `WebSocket` driven by the application's own task (no second task, no channels: the
+//!   lowest latency per message).
 //!
 //! Both perform the opening handshake with the sans-IO [`crate::handshake`] module
 //! and expose the engine's [`Stats`](crate::Stats).
