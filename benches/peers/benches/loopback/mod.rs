@@ -5,6 +5,9 @@
 //! with its opcode until the connection ends; "raw" is plain TCP with no WebSocket at all (the
 //! floor: the same syscalls and wake-ups with no framing).
 
+// Shared by three benches (e2e, e2e_count, idle_heap), each of which uses only part of it.
+#![allow(dead_code)]
+
 use std::io::{Read, Write};
 
 use bytes::Bytes;
@@ -284,8 +287,6 @@ async fn server_handshake(mut stream: TcpStream) -> TcpStream {
     stream
 }
 
-// Only `idle_heap` uses the blocking client.
-#[allow(dead_code)]
 /// A blocking client with no WebSocket library: sends `REQUEST`, reads the response up to its
 /// blank line. Used where the client's own memory must stay out of the measurement.
 pub fn raw_client(port: u16) -> std::net::TcpStream {
@@ -303,7 +304,6 @@ pub fn raw_client(port: u16) -> std::net::TcpStream {
     stream
 }
 
-#[allow(dead_code)]
 /// Sends one masked 16-byte binary frame and reads its echo (an unmasked frame: 2 header
 /// bytes), so the server has read and written once and holds whatever it keeps after use.
 pub fn raw_round_trip(stream: &mut std::net::TcpStream, websocket: bool) {
