@@ -33,6 +33,9 @@ use crate::{Connection, Event, Instant, Role, SendError, Stats, TransportError};
 /// read; each frame has its own write deadline ([`IoConfig::write_timeout`]), so a peer that
 /// stops reading ends the connection with a write timeout instead of holding it.
 ///
+/// Dropping it closes the socket at once, with no close handshake (the peer sees the
+/// connection cut); for a clean end, [`close`](Self::close) and then call `recv` until `None`.
+///
 /// Also a `futures_core::Stream` of events, like [`recv`](Self::recv).
 #[derive(Debug)]
 pub struct WebSocket {
