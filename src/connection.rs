@@ -62,7 +62,9 @@ pub struct Stats {
 /// payloads of a lent message outlive the loan without a second `Bytes`).
 #[derive(Default)]
 struct Ready {
-    /// The payloads of the messages from `next` on, back to back.
+    /// The payloads of the messages from `next` on, back to back: the records from `next`
+    /// describe `data[offset..]` exactly (their lengths add up to its length), which `pop`
+    /// relies on.
     data: Bytes,
     /// One record per message (see `record`): its length and whether it is text.
     records: Vec<u32>,
@@ -165,15 +167,29 @@ impl Ready {
         self.records.truncate(first);
     }
 
+    /// Takes `record`, the oldest message's (`records[next]`): where its payload lies in
+    /// `data`.
+    #[inline(always)]
+    fn take_range(&mut self, record: u32) -> (usize, usize) {
+        self.next += 1;
+        let (start, len) = (self.offset, Self::len_of(record));
+        let end = start + len;
+        debug_assert!(start <= end && end <= self.data.len());
+        // SAFETY: the records from `next` describe `data[offset..]` exactly (see `data`), so
+        // this payload lies inside `data` (performance: the caller's `slice` or index then
+        // checks nothing that can fail, and keeps no values for its panic messages).
+        unsafe { core::hint::assert_unchecked(start <= end && end <= self.data.len()) };
+        self.offset = end;
+        (start, end)
+    }
+
     /// The event of `record`, the oldest message's (`records[next]`), when `peek_event` has
     /// not made it.
     #[inline(always)]
     fn pop(&mut self, record: u32) -> Event {
-        self.next += 1;
         // `split_to` by hand (performance): its parts inline, without the call.
-        let (start, len) = (self.offset, Self::len_of(record));
-        self.offset = start + len;
-        Self::event(record, self.data.slice(start..start + len))
+        let (start, end) = self.take_range(record);
+        Self::event(record, self.data.slice(start..end))
     }
 
     /// `pop`, lending the payload instead of handing out a `Bytes` (performance: no reference
@@ -181,10 +197,8 @@ impl Ready {
     /// message's 26). The payloads stay in `data` until the run is settled, by a later call.
     #[inline(always)]
     fn pop_ref(&mut self, record: u32) -> &[u8] {
-        self.next += 1;
-        let (start, len) = (self.offset, Self::len_of(record));
-        self.offset = start + len;
-        &self.data[start..start + len]
+        let (start, end) = self.take_range(record);
+        &self.data[start..end]
     }
 
     /// Forgets a run whose last message was taken: its records, and its payloads (releasing
