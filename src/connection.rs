@@ -671,11 +671,10 @@ impl Connection {
     #[inline(never)]
     fn receive_run<const MASKED: bool>(&mut self, data: &[u8]) -> (usize, Result<(), Violation>) {
         // Whole messages only; a message in progress makes any data frame but a continuation
-        // an error, which the general path reports. A limit below 16 bytes (a test's) leaves
-        // everything to the general path, so that the loop's 16-byte block needs no check
-        // against it.
+        // an error, which the general path reports. A limit below 125 bytes (a test's) leaves
+        // everything to the general path, so that only 16-bit lengths need a check against it.
         let limit = self.config.max_frame_size.min(self.config.max_message_size);
-        if self.config.delivery != Delivery::Messages || self.message.is_some() || limit < 16 {
+        if self.config.delivery != Delivery::Messages || self.message.is_some() || limit < 125 {
             return (0, Ok(()));
         }
         debug_assert_eq!(self.role == Role::Server, MASKED);
@@ -726,7 +725,12 @@ impl Connection {
             let (len, header) = if short < 126 {
                 (usize::from(short), 2 + key_len)
             } else {
-                (usize::from(((w >> 16) as u16).swap_bytes()), 4 + key_len)
+                let len = usize::from(((w >> 16) as u16).swap_bytes());
+                if len as u64 > limit {
+                    // Over a limit: the general path reports it.
+                    break;
+                }
+                (len, 4 + key_len)
             };
             let record = Ready::record(b0, len);
             let text = Ready::is_text(record);
@@ -750,8 +754,8 @@ impl Connection {
                 let high_bits = unsafe { unmask_block(out, body, key) };
                 !text || block_is_ascii(high_bits, len)
             } else {
-                if left < len || len as u64 > limit {
-                    // Not wholly in `data`, or over a limit (the general path reports it).
+                if left < len {
+                    // Not wholly in `data`: the general path takes it.
                     break;
                 }
                 // SAFETY: the `len` bytes from `body` are inside `data`, and those from `out`
