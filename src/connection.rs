@@ -1666,6 +1666,102 @@ mod tests {
         }
     }
 
+    /// A client frame (FIN, masked) with `payload`, encoded here by hand.
+    fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        assert!(payload.len() < 126);
+        let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        out
+    }
+
+    fn server() -> Connection {
+        let config = Config {
+            ping_interval: None,
+            idle_timeout: None,
+            ..Config::default()
+        };
+        Connection::server(config, Instant::ZERO)
+    }
+
+    fn binary(event: Option<Event>) -> Vec<u8> {
+        match event {
+            Some(Event::Binary(b)) => b.to_vec(),
+            e => panic!("expected a binary message, got {e:?}"),
+        }
+    }
+
+    #[test]
+    fn a_run_taken_to_its_end_is_settled_by_the_next_call() {
+        let mut conn = server();
+        let mut wire = Vec::new();
+        for i in 0..3u8 {
+            wire.extend(masked_frame(2, &[i; 5]));
+        }
+        // The Ping's 7 bytes let the run take the third message too (it leaves a frame in
+        // the last 7 bytes of a read to the general path).
+        wire.extend(masked_frame(9, b"p"));
+        conn.receive(Instant::ZERO, &wire).unwrap();
+        assert_eq!(conn.ready.records.len(), 3);
+        for i in 0..3u8 {
+            assert_eq!(binary(conn.poll_event()), [i; 5]);
+        }
+        // Taken, not yet forgotten: the last payload's storage stays until the next call.
+        assert!(!conn.ready.has_waiting());
+        assert_eq!(conn.ready.records.len(), 3);
+        // Peeking (which only borrows) sees past the taken run.
+        assert!(matches!(conn.peek_event(), Some(Event::Ping(_))));
+        assert!(matches!(conn.poll_event(), Some(Event::Ping(_))));
+        assert!(conn.ready.records.is_empty() && conn.ready.data.is_empty());
+        assert_eq!(conn.ready.takeable.get(), 0);
+        assert!(conn.poll_event().is_none());
+    }
+
+    #[test]
+    fn a_new_run_after_a_taken_one_keeps_its_place_behind_queued_events() {
+        let mut conn = server();
+        let mut wire = Vec::new();
+        for i in 0..2u8 {
+            wire.extend(masked_frame(2, &[i; 3]));
+        }
+        wire.extend(masked_frame(9, b"p"));
+        conn.receive(Instant::ZERO, &wire).unwrap();
+        assert_eq!(binary(conn.poll_event()), [0; 3]);
+        assert_eq!(binary(conn.poll_event()), [1; 3]);
+        // The run is taken but not settled, and the Ping still waits: the next run goes
+        // behind it.
+        let mut more = Vec::new();
+        for i in 2..4u8 {
+            more.extend(masked_frame(2, &[i; 3]));
+        }
+        conn.receive(Instant::ZERO, &more).unwrap();
+        assert!(matches!(conn.poll_event(), Some(Event::Ping(_))));
+        assert_eq!(binary(conn.poll_event()), [2; 3]);
+        assert!(matches!(conn.peek_event(), Some(Event::Binary(b)) if b[..] == [3; 3]));
+        assert_eq!(binary(conn.poll_event()), [3; 3]);
+        assert!(conn.poll_event().is_none());
+        assert!(conn.ready.records.is_empty());
+    }
+
+    #[test]
+    fn release_idle_memory_forgets_a_taken_run() {
+        let mut conn = server();
+        let mut wire = Vec::new();
+        for i in 0..2u8 {
+            wire.extend(masked_frame(2, &[i; 3]));
+        }
+        // Past the run's last 7 bytes, so both messages are taken by the run.
+        wire.extend(masked_frame(9, b"padding"));
+        conn.receive(Instant::ZERO, &wire).unwrap();
+        assert_eq!(binary(conn.poll_event()), [0; 3]);
+        assert_eq!(binary(conn.poll_event()), [1; 3]);
+        conn.release_idle_memory();
+        assert!(conn.ready.records.is_empty() && conn.ready.records.capacity() == 0);
+        assert!(conn.ready.data.is_empty());
+        assert!(matches!(conn.poll_event(), Some(Event::Ping(_))));
+    }
+
     #[test]
     fn copy_uninit_copies_every_length() {
         for len in 0..40 {
