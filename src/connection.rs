@@ -705,58 +705,92 @@ impl Connection {
         let mut batched = 0;
         // Invalid UTF-8 ends the run at the frame that has it, untaken.
         let mut invalid = None;
-        loop {
-            // `at` is the start of a frame in `data`, or its end.
-            let left = end.addr() - at.addr();
-            // The first 8 bytes hold every header this loop takes (2 + 2 + 4 at most). A frame
-            // in the last 7 bytes of `data` is left to the general path.
-            if left < 8 {
-                break;
-            }
-            // SAFETY: the 8 bytes from `at` are inside `data`; unaligned reads are allowed.
-            let w = u64::from_le(unsafe { at.cast::<u64>().read_unaligned() });
-            let b0 = w as u8;
-            // 0x81 or 0x82 (FIN, no RSV, Text or Binary); the expected MASK bit with a 7-bit
-            // length or the 16-bit form. A subtraction and a compare each.
-            let short = (w >> 8) as u8 ^ mask_bit;
-            if b0.wrapping_sub(0x81) > 1 || short > 126 {
-                break;
-            }
-            let (len, header) = if short < 126 {
-                (usize::from(short), 2 + key_len)
-            } else {
-                let len = usize::from(((w >> 16) as u16).swap_bytes());
-                if len as u64 > limit {
-                    // Over a limit: the general path reports it.
-                    break;
+        'run: loop {
+            if MASKED {
+                // Small messages, the common case, in a loop of their own (performance: it
+                // calls nothing, so all it needs stays in registers): a 7-bit length of at most
+                // 16 with 22 bytes readable from the frame's start (the header and a 16-byte
+                // block from the payload's), and room in the batch. The step below takes
+                // anything else.
+                while batched < batch.len() && end.addr() - at.addr() >= 22 {
+                    // SAFETY: 22 bytes from `at` are inside `data`; unaligned reads are
+                    // allowed.
+                    let w = u64::from_le(unsafe { at.cast::<u64>().read_unaligned() });
+                    let b0 = w as u8;
+                    let len = (w >> 8) as u8 ^ 0x80;
+                    if b0.wrapping_sub(0x81) > 1 || len > 16 {
+                        break;
+                    }
+                    let len = usize::from(len);
+                    // SAFETY: the payload starts 6 bytes in, and 16 bytes from there are inside
+                    // `data`; 16 from `out` are inside `spare` (see above), which does not
+                    // overlap `data`.
+                    let high_bits = unsafe { unmask_block(out, at.add(6), (w >> 16) as u32) };
+                    let record = Ready::record(b0, len);
+                    if Ready::is_text(record) && !block_is_ascii(high_bits, len) {
+                        // SAFETY: these `len` bytes at `out` were just written, by the block
+                        // (16 bytes, and `len <= 16`).
+                        let written = unsafe { core::slice::from_raw_parts(out, len) };
+                        if let Err(e) = crate::utf8::validate_message(written) {
+                            invalid = Some(e);
+                            break 'run;
+                        }
+                    }
+                    // SAFETY: `batched < 64` (the loop's condition).
+                    unsafe { *batch.get_unchecked_mut(batched) = record };
+                    batched += 1;
+                    // SAFETY: the frame's `6 + len` bytes are inside `data` and the payload's
+                    // `len` (written) inside `spare`: both stay inside or one past the end.
+                    unsafe {
+                        at = at.add(6 + len);
+                        out = out.add(len);
+                    }
                 }
-                (len, 4 + key_len)
-            };
-            let record = Ready::record(b0, len);
-            let text = Ready::is_text(record);
-            // SAFETY: `header <= 8 <= left`: inside `data` or its end.
-            let body = unsafe { at.add(header) };
-            let left = left - header;
-            let key = if MASKED {
-                // SAFETY: the key is the header's last 4 bytes, inside `data`.
-                u32::from_le(unsafe { body.sub(4).cast::<u32>().read_unaligned() })
-            } else {
-                0
-            };
-            // The payload needs no UTF-8 pass: binary, or seen to be ASCII while unmasked.
-            let checked = if MASKED && len <= 16 && left >= 16 {
-                // A small payload with 16 bytes readable from its start (all but the last
-                // frames of a read) is unmasked as one fixed 16-byte block: no length dispatch
-                // (performance). What it writes past the payload is spare capacity,
-                // overwritten by the next payload or never read.
-                // SAFETY: 16 bytes from `body` are inside `data`, and 16 from `out` inside
-                // `spare` (see above), which does not overlap `data`.
-                let high_bits = unsafe { unmask_block(out, body, key) };
-                !text || block_is_ascii(high_bits, len)
-            } else {
+            }
+            // One frame at a time of any form the run takes, until a small one sends the run
+            // back to the loop above (so that a stream of larger messages does not try it on
+            // every frame), or the end of the run.
+            loop {
+                // `at` is the start of a frame in `data`, or its end.
+                let left = end.addr() - at.addr();
+                // The first 8 bytes hold every header this loop takes (2 + 2 + 4 at most). A frame
+                // in the last 7 bytes of `data` is left to the general path.
+                if left < 8 {
+                    break 'run;
+                }
+                // SAFETY: the 8 bytes from `at` are inside `data`; unaligned reads are allowed.
+                let w = u64::from_le(unsafe { at.cast::<u64>().read_unaligned() });
+                let b0 = w as u8;
+                // 0x81 or 0x82 (FIN, no RSV, Text or Binary); the expected MASK bit with a 7-bit
+                // length or the 16-bit form. A subtraction and a compare each.
+                let short = (w >> 8) as u8 ^ mask_bit;
+                if b0.wrapping_sub(0x81) > 1 || short > 126 {
+                    break 'run;
+                }
+                let (len, header) = if short < 126 {
+                    (usize::from(short), 2 + key_len)
+                } else {
+                    let len = usize::from(((w >> 16) as u16).swap_bytes());
+                    if len as u64 > limit {
+                        // Over a limit: the general path reports it.
+                        break 'run;
+                    }
+                    (len, 4 + key_len)
+                };
+                let record = Ready::record(b0, len);
+                let text = Ready::is_text(record);
+                // SAFETY: `header <= 8 <= left`: inside `data` or its end.
+                let body = unsafe { at.add(header) };
+                let left = left - header;
+                let key = if MASKED {
+                    // SAFETY: the key is the header's last 4 bytes, inside `data`.
+                    u32::from_le(unsafe { body.sub(4).cast::<u32>().read_unaligned() })
+                } else {
+                    0
+                };
                 if left < len {
                     // Not wholly in `data`: the general path takes it.
-                    break;
+                    break 'run;
                 }
                 // SAFETY: the `len` bytes from `body` are inside `data`, and those from `out`
                 // inside `spare` (see above), not overlapping `data` and borrowed only here.
@@ -766,34 +800,37 @@ impl Connection {
                         core::slice::from_raw_parts_mut(out.cast::<MaybeUninit<u8>>(), len),
                     )
                 };
-                if MASKED {
+                // The payload needs no UTF-8 pass: binary, or seen to be ASCII while unmasked.
+                let checked = if MASKED {
                     unmask_payload(place, payload, key.to_le_bytes(), text) || !text
                 } else {
                     copy_uninit(place, payload);
                     !text
+                };
+                if !checked {
+                    // SAFETY: these `len` bytes at `out` were all just written, by the copy.
+                    let written = unsafe { core::slice::from_raw_parts(out, len) };
+                    if let Err(e) = crate::utf8::validate_message(written) {
+                        invalid = Some(e);
+                        break 'run;
+                    }
                 }
-            };
-            if !checked {
-                // SAFETY: these `len` bytes at `out` were all just written, by `unmask_block`
-                // (16 bytes, and `len <= 16`) or by the copy of the whole payload.
-                let written = unsafe { core::slice::from_raw_parts(out, len) };
-                if let Err(e) = crate::utf8::validate_message(written) {
-                    invalid = Some(e);
+                if batched == batch.len() {
+                    self.ready.records.extend_from_slice(&batch);
+                    batched = 0;
+                }
+                // SAFETY: `batched < 64`: it went back to 0 when it reached 64, just above.
+                unsafe { *batch.get_unchecked_mut(batched) = record };
+                batched += 1;
+                // SAFETY: the payload's `len` bytes are inside `data` and (written) inside
+                // `spare`: both stay inside or one past the end.
+                unsafe {
+                    at = body.add(len);
+                    out = out.add(len);
+                }
+                if MASKED && len <= 16 {
                     break;
                 }
-            }
-            // SAFETY: `batched < 64`: it goes back to 0 when it reaches 64, just below.
-            unsafe { *batch.get_unchecked_mut(batched) = record };
-            batched += 1;
-            if batched == batch.len() {
-                self.ready.records.extend_from_slice(&batch);
-                batched = 0;
-            }
-            // SAFETY: the payload's `len` bytes are inside `data` and (written) inside
-            // `spare`: both stay inside or one past the end.
-            unsafe {
-                at = body.add(len);
-                out = out.add(len);
             }
         }
         self.ready.records.extend_from_slice(&batch[..batched]);
@@ -1760,6 +1797,67 @@ mod tests {
         assert!(conn.ready.records.is_empty() && conn.ready.records.capacity() == 0);
         assert!(conn.ready.data.is_empty());
         assert!(matches!(conn.poll_event(), Some(Event::Ping(_))));
+    }
+
+    /// Hundreds of small messages (every length to 20, binary, ASCII and non-ASCII text) in
+    /// one read and split at every few bytes: the small-message loop, its batches of records
+    /// and its hand-over to the one-frame step, checked message by message.
+    #[test]
+    fn small_messages_in_long_runs_arrive_whole_and_in_order() {
+        let words = ["", "a", "hé", "€uro", "日本語", "x😀y", "plain ascii text"];
+        let mut sent: Vec<(bool, Vec<u8>)> = Vec::new();
+        for i in 0..300usize {
+            match i % 3 {
+                0 => sent.push((false, (0..i % 21).map(|b| (b * 7 + i) as u8).collect())),
+                1 => sent.push((true, b"abcdefghijklmnopqrst"[..i % 21].to_vec())),
+                _ => sent.push((true, words[i % words.len()].as_bytes().to_vec())),
+            }
+        }
+        let mut wire = Vec::new();
+        for (text, payload) in &sent {
+            wire.extend(masked_frame(if *text { 1 } else { 2 }, payload));
+        }
+        for split in [usize::MAX, 1000, 97, 13] {
+            let mut conn = server();
+            let mut got = Vec::new();
+            for read in wire.chunks(split.min(wire.len())) {
+                conn.receive(Instant::ZERO, read).unwrap();
+                while let Some(event) = conn.poll_event() {
+                    got.push(match event {
+                        Event::Text(t) => (true, t.as_bytes().to_vec()),
+                        Event::Binary(b) => (false, b.to_vec()),
+                        e => panic!("{e:?}"),
+                    });
+                }
+            }
+            assert_eq!(got, sent, "reads of {split} bytes");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_deep_in_a_run_of_small_messages_fails_after_the_ones_before_it() {
+        let mut wire = Vec::new();
+        for i in 0..150u8 {
+            wire.extend(masked_frame(1 + (i % 2), &[b'a' + i % 26; 9]));
+        }
+        wire.extend(masked_frame(1, b"bad \xff"));
+        wire.extend(masked_frame(2, b"never seen"));
+        wire.extend([0; 32]);
+        let mut conn = server();
+        let err = conn.receive(Instant::ZERO, &wire).unwrap_err();
+        assert!(matches!(err, ReceiveError::Protocol(e) if e.code == close::INVALID_PAYLOAD));
+        for i in 0..150u8 {
+            let payload = match conn.poll_event() {
+                Some(Event::Text(t)) if i % 2 == 0 => t.into_bytes(),
+                Some(Event::Binary(b)) if i % 2 == 1 => b,
+                e => panic!("message {i}: {e:?}"),
+            };
+            assert_eq!(payload[..], [b'a' + i % 26; 9]);
+        }
+        assert!(!matches!(
+            conn.poll_event(),
+            Some(Event::Text(_) | Event::Binary(_))
+        ));
     }
 
     #[test]
