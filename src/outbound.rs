@@ -736,6 +736,35 @@ impl Outbound {
         out: &mut [&'a [u8]],
         max_bytes: usize,
     ) -> usize {
+        // The common case (performance): the fast lane's message is all there is, committed
+        // or not, with nothing else queued or pending; its two parts are the whole write,
+        // without the general walk below.
+        let lane_alone = self.lane.is_some()
+            && self.wire.is_empty()
+            && !self.control_pending
+            && self.next.is_none()
+            && self.data.is_empty()
+            && self.close.is_none()
+            && !self.close_committed;
+        if lane_alone && out.len() >= 2 && (self.lane_committed || self.commit_next()) {
+            let this: &'a Self = self;
+            let Some(payload) = &this.lane else {
+                unreachable!("checked above");
+            };
+            let (header, payload) = (
+                this.lane_header.as_slice(),
+                payload.as_slice(&this.lane_buf),
+            );
+            let offset = this.wire_offset;
+            return if offset < header.len() {
+                out[0] = &header[offset..];
+                out[1] = payload;
+                2
+            } else {
+                out[0] = &payload[offset - header.len()..];
+                1
+            };
+        }
         let mut committed = usize::from(self.lane_committed) + self.wire.len();
         let mut gathered: usize = self.lane_len()
             + self.wire.iter().map(WireFrame::len).sum::<usize>()
