@@ -301,6 +301,44 @@ mod uninit_tests {
             }
         }
     }
+
+    /// Lengths from `PREFETCH_MIN` take the AVX2 kernel's prefetching loop: copies, with and
+    /// without the ASCII verdict, at source and destination alignments of every kind against
+    /// the reference, nothing written outside the destination.
+    #[test]
+    fn long_copies_match_the_reference() {
+        let avx2 = MaskPath::Avx2.is_available();
+        for (i, len) in [PREFETCH_MIN - 1, PREFETCH_MIN, PREFETCH_MIN + 4093, 1 << 20]
+            .into_iter()
+            .enumerate()
+        {
+            let key = [0x80 | i as u8, 0x37, 0x79, 0xb9];
+            for bad in [None, Some(len / 2), Some(len - 1)] {
+                let mut plain: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8 & 0x7f).collect();
+                if let Some(at) = bad {
+                    plain[at] |= 0x80;
+                }
+                let mut masked = plain.clone();
+                apply_mask_reference(&mut masked, key);
+                masked.extend_from_slice(&[0; 64]);
+                for (src_offset, dst_offset) in [(0, 0), (3, 17), (32, 14), (63, 1)] {
+                    masked.rotate_right(src_offset);
+                    let src = &masked[src_offset..src_offset + len];
+                    let mut dst = alloc::vec![MaybeUninit::new(0xa5u8); len + 64];
+                    let got = copy_masked_uninit(&mut dst[dst_offset..dst_offset + len], src, key);
+                    assert!(got == &plain[..], "len {len} at {src_offset}/{dst_offset}");
+                    let (got, ascii) =
+                        copy_masked_uninit_ascii(&mut dst[dst_offset..dst_offset + len], src, key);
+                    assert!(got == &plain[..], "len {len} at {src_offset}/{dst_offset}");
+                    assert_eq!(ascii, avx2 && bad.is_none(), "len {len} bad {bad:?}");
+                    let mut outside = dst[..dst_offset].iter().chain(&dst[dst_offset + len..]);
+                    // SAFETY: every byte of `dst` was initialized to 0xa5 by `vec!`.
+                    assert!(outside.all(|b| unsafe { b.assume_init() } == 0xa5));
+                    masked.rotate_left(src_offset);
+                }
+            }
+        }
+    }
 }
 
 /// The key to use for the rest of a payload once `offset` bytes of it were already masked (key
@@ -631,7 +669,7 @@ fn copy_short(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
 //    anything is written.
 // 2. XOR the body in vectors whose stores are aligned (stores that straddle cache lines cost
 //    extra, and a payload following a 2 to 14 byte frame header is rarely aligned), with the key
-//    rotated for where the body starts. The body stops at the last whole vector; the end vector
+//    rotated for where the body starts. (The AVX2 kernel aligns its loads instead; see there.) The body stops at the last whole vector; the end vector
 //    covers what is left.
 // 3. Store the start and end vectors, XORed with the key as rotated for their own offsets.
 //
@@ -652,11 +690,11 @@ fn kernel_keys(key: [u8; 4], body: usize, len: usize, width: usize) -> (i32, i32
     (k(0), k(body), k(len - width))
 }
 
-/// Bytes from `dst` to the first `width`-aligned address after it, in `1..=width`: never 0, so
+/// Bytes from `p` to the first `width`-aligned address after it, in `1..=width`: never 0, so
 /// an already aligned buffer does not XOR its first vector twice.
 #[inline(always)]
-fn body_start(dst: *mut u8, width: usize) -> usize {
-    width - (dst.addr() & (width - 1))
+fn body_start(p: *const u8, width: usize) -> usize {
+    width - (p.addr() & (width - 1))
 }
 
 /// The SSE2 kernel: 16-byte vectors, 64 bytes per loop iteration.
@@ -725,7 +763,19 @@ unsafe fn xor_sse2(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) {
     }
 }
 
-/// The AVX2 kernel: 32-byte vectors, 128 bytes per loop iteration.
+/// From this length the AVX2 kernel prefetches the destination ahead of its stores
+/// (performance). Measured on Zen 5 (1 MiB L2 per core), copying with source and destination
+/// out of L2: 1 MiB 17.5 -> 16.0 us, 4 MiB 80 -> 65 us, 512 KiB 1% faster; from L2 (256 KiB
+/// and less) the prefetches only cost load slots, 1 to 3% slower.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const PREFETCH_MIN: usize = 512 << 10;
+
+/// How far ahead of the stores the destination is prefetched: at 256 bytes it did not help,
+/// from 512 to 2048 equally well (measured as for [`PREFETCH_MIN`]).
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_AHEAD: usize = 1024;
+
+/// The AVX2 kernel: 32-byte vectors, 256 bytes per loop iteration.
 ///
 /// # Safety
 ///
@@ -742,13 +792,41 @@ unsafe fn xor_avx2_tracking<const ASCII: bool>(
     len: usize,
     key: [u8; 4],
 ) -> bool {
+    // Two instances of the kernel rather than a test of `len` in every iteration of one
+    // (which LLVM kept in the ASCII variant: 2 instructions per 256 bytes).
+    if len >= PREFETCH_MIN {
+        // SAFETY: the caller's promises.
+        unsafe { xor_avx2_body::<ASCII, true>(src, dst, len, key) }
+    } else {
+        // SAFETY: the caller's promises.
+        unsafe { xor_avx2_body::<ASCII, false>(src, dst, len, key) }
+    }
+}
+
+/// [`xor_avx2_tracking`], prefetching the destination with `PREFETCH`.
+///
+/// # Safety
+///
+/// As for [`xor_avx2_tracking`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn xor_avx2_body<const ASCII: bool, const PREFETCH: bool>(
+    src: *const u8,
+    dst: *mut u8,
+    len: usize,
+    key: [u8; 4],
+) -> bool {
     use core::arch::x86_64::{
         __m256i, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi32,
-        _mm256_setzero_si256, _mm256_storeu_si256, _mm256_xor_si256,
+        _mm256_setzero_si256, _mm256_storeu_si256, _mm256_xor_si256, _mm_prefetch, _MM_HINT_T0,
     };
     let mut seen = _mm256_setzero_si256();
     debug_assert!(len >= 32);
-    let start = body_start(dst, 32);
+    // Unlike the other kernels, the body's loads are aligned rather than its stores: measured
+    // on Zen 5, a load that straddles cache lines costs more than a store that does (64 KiB
+    // from L2, source and destination at unrelated alignments: 0.73 -> 0.68 us).
+    let start = body_start(src, 32);
     let (k_first, k_body, k_last) = kernel_keys(key, start, len, 32);
     // As in `xor_sse2`, set1 lays the key out in memory order.
     let k = _mm256_set1_epi32(k_body);
@@ -762,6 +840,19 @@ unsafe fn xor_avx2_tracking<const ASCII: bool>(
     };
     let mut i = start;
     while len - i >= 256 {
+        if PREFETCH {
+            // The four lines of the block PREFETCH_AHEAD bytes on, so that its stores find
+            // their lines already fetched. Up to PREFETCH_AHEAD + 256 bytes past the end:
+            // harmless, a prefetch never faults; `wrapping_add` because it may leave the
+            // allocation.
+            let ahead = dst
+                .wrapping_add(i + PREFETCH_AHEAD)
+                .cast_const()
+                .cast::<i8>();
+            for line in 0..4 {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
+            }
+        }
         // SAFETY: bytes i..i + 256 lie inside both ranges (loop condition); loadu and storeu
         // accept any alignment; all loads precede the stores (see above).
         unsafe {

@@ -50,10 +50,17 @@ use crate::mask::copy_masked_uninit;
 use crate::random::MaskKeys;
 
 /// The client role stages masked payloads in a buffer of at least this size, so that one
-/// allocation serves many frames (performance). An idle connection keeps at most this much
-/// there, and at most this much in the fast lane's buffer (which takes messages up to this
-/// size).
+/// allocation serves many frames (performance). The fast lane's buffer takes messages up to
+/// this size, and keeps at most this much.
 const STAGING_BLOCK: usize = 8 << 10;
+
+/// The staging buffer keeps a capacity up to this much when its last frame is written, for the
+/// next frames; more is given back at once. `release_idle` frees it whatever its size, so an
+/// idle connection that calls it keeps nothing. (Performance: one allocation and free per large
+/// frame avoided, which glibc makes dear from 64 KiB up by consolidating its heap on the free.
+/// Measured with 64 KiB masked sends: 2.96 -> 2.81 us per four. At 1 MiB no difference could
+/// be measured, the masking itself taking 16 us, so larger buffers are not kept.)
+const STAGING_KEEP: usize = 64 << 10;
 
 /// A message encoded once and queued on any number of server connections without copying or
 /// re-encoding: the header is computed here, the payload is shared.
@@ -684,11 +691,11 @@ impl Outbound {
     }
 
     /// Empties the staging buffer once no committed frame refers to it, and gives back a
-    /// capacity that only a large frame needed, so an idle client holds at most one block.
+    /// capacity that only a very large frame needed (see `STAGING_KEEP`).
     #[inline]
     fn release_staging(&mut self) {
         self.staging.clear();
-        if self.staging.capacity() > STAGING_BLOCK {
+        if self.staging.capacity() > STAGING_KEEP {
             self.staging = Vec::new();
         }
     }
@@ -1042,6 +1049,44 @@ mod tests {
         assert_eq!(write_frame(&mut out), b"\x88\x02\x03\xe8");
         assert!(out.is_idle());
         assert_eq!(out.unsent_now(), Unsent::default());
+    }
+
+    /// The client's staging buffer keeps a capacity up to `STAGING_KEEP` from one large frame
+    /// to the next (the second frame is masked into the same allocation), gives a larger one
+    /// back once its frame is written, and `release_idle` frees it.
+    #[test]
+    fn staging_keeps_up_to_a_limit_and_is_freed_when_idle() {
+        let mut n = 0u8;
+        let keys = MaskKeys::new(Box::new(move |buf: &mut [u8]| {
+            for b in buf {
+                n = n.wrapping_add(1);
+                *b = n;
+            }
+        }));
+        let mut out = Outbound::new(1 << 30, 0, 1 << 30, Some(keys));
+        let sent = |out: &mut Outbound, len: usize| {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            out.push_data(OpCode::Binary, Bytes::from(payload.clone()), None);
+            let frame = write_frame(out);
+            assert_eq!(parse(&frame, true), [(2, true, payload)]);
+        };
+        sent(&mut out, STAGING_KEEP);
+        let (ptr, capacity) = (out.staging.as_ptr(), out.staging.capacity());
+        assert!(capacity <= STAGING_KEEP, "{capacity}");
+        sent(&mut out, STAGING_KEEP - 1000);
+        assert_eq!(
+            (out.staging.as_ptr(), out.staging.capacity()),
+            (ptr, capacity)
+        );
+        out.release_idle();
+        assert_eq!(out.staging.capacity(), 0);
+
+        sent(&mut out, STAGING_KEEP + 1);
+        assert_eq!(
+            out.staging.capacity(),
+            0,
+            "more than STAGING_KEEP is not kept"
+        );
     }
 
     /// Random sends, control frames, vectored and partial writes and abandonment, in both

@@ -471,6 +471,60 @@ fn idle_connection_releases_large_receive_buffers() {
     drop(drain_events(&mut server));
 }
 
+/// A frame that spans reads reserves room by what arrived: twice the read for the first such
+/// frame, as much as the last such frame (which arrived whole) for the next, never the declared
+/// length alone. Large messages back to back then need one allocation each, not a doubling per
+/// read.
+#[test]
+fn frames_spanning_reads_reserve_by_what_arrived() {
+    const READ: usize = 4096;
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    let feed = |server: &mut Connection, wire: &[u8]| {
+        for read in wire.chunks(READ) {
+            server.receive(Instant::ZERO, read).unwrap();
+        }
+    };
+    let payload: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let big = client_frame(true, 2, &payload);
+
+    // The first 1 MiB frame: room for two reads, not for the megabyte it declares.
+    server.receive(Instant::ZERO, &big[..READ]).unwrap();
+    assert!(server.receive_buffer_capacity() <= 2 * READ);
+    feed(&mut server, &big[READ..]);
+    assert_eq!(
+        drain_events(&mut server),
+        [Event::Binary(payload.clone().into())]
+    );
+    assert!(
+        server.receive_buffer_capacity() < 64 << 10,
+        "nothing large kept"
+    );
+
+    // The next one: room for all of it from its first read on.
+    server.receive(Instant::ZERO, &big[..READ]).unwrap();
+    assert!(server.receive_buffer_capacity() >= 1 << 20);
+    feed(&mut server, &big[READ..]);
+    assert_eq!(drain_events(&mut server), [Event::Binary(payload.into())]);
+
+    // A smaller frame gets what it declares; a larger one what the last one had, not more.
+    let small = client_frame(true, 2, &[7; 100_000]);
+    server.receive(Instant::ZERO, &small[..READ]).unwrap();
+    assert_eq!(server.receive_buffer_capacity(), 100_000);
+    feed(&mut server, &small[READ..]);
+    assert_eq!(
+        drain_events(&mut server),
+        [Event::Binary(vec![7; 100_000].into())]
+    );
+    let huge = client_frame(true, 2, &vec![8; 3 << 20]);
+    server.receive(Instant::ZERO, &huge[..READ]).unwrap();
+    assert_eq!(server.receive_buffer_capacity(), 100_000);
+    feed(&mut server, &huge[READ..]);
+    assert_eq!(
+        drain_events(&mut server),
+        [Event::Binary(vec![8; 3 << 20].into())]
+    );
+}
+
 #[test]
 fn a_peer_pinging_once_per_pong_cannot_starve_data() {
     let config = Config {
