@@ -29,6 +29,13 @@ use crate::utf8::Utf8Validator;
 /// does not keep the memory of its largest message.
 const SHRINK_ABOVE: usize = 64 << 10;
 
+/// A fresh receive buffer has room for at least this much, so that the reads of a
+/// conversation (a small message per read) share one allocation, each message split off as a
+/// `Bytes`, instead of an allocation and a free per read (performance: measured 566
+/// instructions per loopback echo round trip, about a sixth of the engine's share). The cost:
+/// a message kept by the application keeps its block alive (see [`Event::Binary`]).
+const RECEIVE_BLOCK: usize = 4 << 10;
+
 /// Counters for monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -940,15 +947,16 @@ impl Connection {
         ascii
     }
 
-    /// Makes room for `n` bytes in the receive buffer, which is empty here. Too small, it is
-    /// replaced by a fresh allocation rather than `reserve`d: `BytesMut::reserve` on a buffer
+    /// Makes room for `n` bytes in the receive buffer, which is empty here (at least
+    /// `RECEIVE_BLOCK` when it takes a new allocation). Too small, it is replaced by a fresh
+    /// allocation rather than `reserve`d: `BytesMut::reserve` on a buffer
     /// whose front was split off may grow the whole allocation, copying the dead front along
     /// (measured: a 64 KiB copy per frame with 64 KiB frames).
     #[inline]
     fn reserve_empty_inbuf(&mut self, n: usize) {
         debug_assert!(self.inbuf.is_empty());
         if self.inbuf.capacity() < n {
-            self.inbuf = BytesMut::with_capacity(n);
+            self.inbuf = BytesMut::with_capacity(n.max(RECEIVE_BLOCK));
         }
     }
 

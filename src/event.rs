@@ -109,6 +109,11 @@ pub enum Event {
     /// A whole text message.
     Text(Text),
     /// A whole binary message.
+    ///
+    /// Its payload is a slice of the buffer its read was unmasked into (no copy), which it
+    /// shares with the other messages of that read and the reads after it, up to a few KiB
+    /// (or one read, for larger ones). Holding a small message for long holds that buffer: copy
+    /// it out (`Bytes::copy_from_slice`) to keep it. The same holds for [`Event::Text`].
     Binary(Bytes),
     /// Part of a data message (streaming delivery only).
     Chunk(Chunk),
