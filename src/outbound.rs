@@ -762,11 +762,12 @@ impl Outbound {
                 this.lane_header.as_slice(),
                 payload.as_slice(&this.lane_buf),
             );
+            // No empty slices (an empty payload, or the header written already).
             let offset = this.wire_offset;
             return if offset < header.len() {
                 out[0] = &header[offset..];
                 out[1] = payload;
-                2
+                1 + usize::from(!payload.is_empty())
             } else {
                 out[0] = &payload[offset - header.len()..];
                 1

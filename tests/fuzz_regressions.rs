@@ -235,3 +235,38 @@ fn handshake_crash_leading_empty_lines() {
         "../fuzz/regressions/handshake/leading-empty-lines"
     ));
 }
+
+// ----- connection finding: an empty slice from transmit_chunks ---------------------------------
+
+/// A zero-length message alone in the queue: `transmit_chunks`' fast path for the fast lane's
+/// message (added for the loopback echo) handed out its empty payload as a second, empty slice,
+/// where the general path skips empty parts. Harmless to a socket, but the contract is
+/// non-empty slices (a caller may treat an empty one as the end). Found by the `connection`
+/// target minutes after the fast path was written.
+#[test]
+fn transmit_chunks_never_hands_out_an_empty_slice() {
+    for mut conn in [
+        Connection::server(Config::default(), Instant::ZERO),
+        Connection::client(
+            Config::default(),
+            Box::new(|key: &mut [u8]| key.fill(0x5a)),
+            Instant::ZERO,
+        ),
+    ] {
+        conn.send_binary(bytes::Bytes::new()).unwrap();
+        let mut out: [&[u8]; 4] = [&[]; 4];
+        let n = conn.transmit_chunks(&mut out, 1 << 16);
+        assert_eq!(n, 1, "the header alone");
+        assert!(out[..n].iter().all(|s| !s.is_empty()));
+        let header_len = out[0].len();
+        conn.advance_transmit(header_len);
+        assert!(conn.is_transmit_idle());
+    }
+}
+
+#[test]
+fn connection_crash_empty_lane_payload_slice() {
+    connection::run(include_bytes!(
+        "../fuzz/regressions/connection/empty-lane-payload-slice"
+    ));
+}
