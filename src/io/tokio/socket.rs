@@ -203,9 +203,9 @@ impl WebSocket {
             }
             if self.poll_io(cx, true).is_pending() {
                 // About to sleep. Between the messages of a busy connection, freeing the
-                // engine's empty buffers would cost allocations on the next message (measured:
-                // about a tenth of an echo round trip's instructions); once a wait ended with
-                // no input (a timer, the keepalive), the connection has gone quiet, and what an
+                // engine's empty buffers would cost their allocations again on the next message
+                // (performance: a few mallocs and frees per message); once a wait ended with no
+                // input (a timer, the keepalive), the connection has gone quiet, and what an
                 // idle connection need not hold goes.
                 if !core::mem::take(&mut self.input_since_wait) {
                     self.conn.release_idle_memory();
