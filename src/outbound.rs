@@ -736,50 +736,15 @@ impl Outbound {
         })
     }
 
-    /// Fills `out` with slices of whole frames (the first possibly partly written), committing
-    /// frames until `out` is full or about `max_bytes` are gathered. Returns the slices used.
-    pub(crate) fn transmit_chunks<'a>(
-        &'a mut self,
-        out: &mut [&'a [u8]],
-        max_bytes: usize,
-    ) -> usize {
-        // The common case (performance): the fast lane's message is all there is, committed
-        // or not, with nothing else queued or pending; its two parts are the whole write,
-        // without the general walk below.
-        let lane_alone = self.lane.is_some()
-            && self.wire.is_empty()
-            && !self.control_pending
-            && self.next.is_none()
-            && self.data.is_empty()
-            && self.close.is_none()
-            && !self.close_committed;
-        if lane_alone && out.len() >= 2 && (self.lane_committed || self.commit_next()) {
-            let this: &'a Self = self;
-            let Some(payload) = &this.lane else {
-                unreachable!("checked above");
-            };
-            let (header, payload) = (
-                this.lane_header.as_slice(),
-                payload.as_slice(&this.lane_buf),
-            );
-            // No empty slices (an empty payload, or the header written already).
-            let offset = this.wire_offset;
-            return if offset < header.len() {
-                out[0] = &header[offset..];
-                out[1] = payload;
-                1 + usize::from(!payload.is_empty())
-            } else {
-                out[0] = &payload[offset - header.len()..];
-                1
-            };
-        }
+    /// Commits frames for one vectored write of at most `slots` slices: while there is room
+    /// for a frame's two slices, and only up to about `max_bytes` (frames committed here can
+    /// no longer be overtaken by a PONG).
+    fn commit_for_write(&mut self, slots: usize, max_bytes: usize) {
         let mut committed = usize::from(self.lane_committed) + self.wire.len();
         let mut gathered: usize = self.lane_len()
             + self.wire.iter().map(WireFrame::len).sum::<usize>()
             - self.wire_offset;
-        // Commit more only while there is room for a frame's two slices, and only up to the
-        // byte cap: frames committed here can no longer be overtaken by a PONG.
-        while (committed + 1) * 2 <= out.len() && gathered < max_bytes {
+        while (committed + 1) * 2 <= slots && gathered < max_bytes {
             if !self.commit_next() {
                 break;
             }
@@ -789,6 +754,28 @@ impl Outbound {
                 Some(frame) => frame.len(),
                 None => self.lane_len(),
             };
+        }
+    }
+
+    /// Fills `out` with slices of whole frames (the first possibly partly written), committing
+    /// frames until `out` is full or about `max_bytes` are gathered. Returns the slices used.
+    pub(crate) fn transmit_chunks<'a>(
+        &'a mut self,
+        out: &mut [&'a [u8]],
+        max_bytes: usize,
+    ) -> usize {
+        // The common case (performance): the fast lane's message is all there is, with
+        // nothing else queued or pending, so nothing else can be committed: commit it (if it
+        // is not yet) and skip the walk below. The slices come from the same code either way.
+        let lane_alone = self.lane.is_some()
+            && self.wire.is_empty()
+            && !self.control_pending
+            && self.next.is_none()
+            && self.data.is_empty()
+            && self.close.is_none()
+            && !self.close_committed;
+        if !(lane_alone && out.len() >= 2 && (self.lane_committed || self.commit_next())) {
+            self.commit_for_write(out.len(), max_bytes);
         }
         let this: &'a Self = self;
         let mut used = 0;
