@@ -54,6 +54,13 @@ struct State {
     shutdown_capable: bool,
 }
 
+impl State {
+    /// Keeps what [`TestServer::shutdown`] closes this connection with, until it ends.
+    fn register(&self, id: u64, handle: Handle) {
+        self.handles.lock().unwrap().insert(id, handle);
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub runtime: Runtime,
@@ -133,9 +140,15 @@ impl TestServer {
                         .build()
                         .unwrap();
                     if runtime == Runtime::Tokio {
-                        rt.block_on(serve_tokio(listener, config, report_tx, st));
+                        rt.block_on(accept_tokio(listener, config, report_tx, st, echo_tokio));
                     } else {
-                        rt.block_on(serve_tokio_direct(listener, config, report_tx, st));
+                        rt.block_on(accept_tokio(
+                            listener,
+                            config,
+                            report_tx,
+                            st,
+                            echo_tokio_direct,
+                        ));
                     }
                 });
             }
@@ -208,8 +221,8 @@ struct Accepted {
     state: State,
 }
 
-/// Accepts connections, each handled by `serve` in its own task and counted in
-/// `state.active` while it runs.
+/// Accepts connections, each handled by `serve` in its own task, counted in `state.active`
+/// (and its shutdown handle kept) while it runs.
 async fn accept_tokio<F, Fut>(
     listener: TcpListener,
     config: IoConfig,
@@ -229,112 +242,83 @@ async fn accept_tokio<F, Fut>(
         };
         next_id += 1;
         state.active.fetch_add(1, Ordering::SeqCst);
-        let active = state.active.clone();
+        let (id, state) = (next_id, state.clone());
         let handler = serve(Accepted {
             stream,
-            id: next_id,
+            id,
             config: config.clone(),
             reports: reports.clone(),
             state: state.clone(),
         });
         tokio::spawn(async move {
             handler.await;
-            active.fetch_sub(1, Ordering::SeqCst);
+            state.handles.lock().unwrap().remove(&id);
+            state.active.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
 
-async fn serve_tokio(
-    listener: TcpListener,
-    config: IoConfig,
-    reports: mpsc::Sender<Report>,
-    state: State,
-) {
-    accept_tokio(listener, config, reports, state, |accepted| async move {
-        let Accepted {
-            stream,
-            id,
-            config,
-            reports,
-            state,
-        } = accepted;
-        if let Ok((tx, mut rx)) = wsframe::io::tokio::accept(stream, config).await {
-            state
-                .handles
-                .lock()
-                .unwrap()
-                .insert(id, Handle::Tokio(tx.clone()));
-            while let Some(event) = rx.recv().await {
-                match script(event) {
-                    Action::Echo(message) => {
-                        let _ = tx.send(message).await;
-                    }
-                    Action::Close => {
-                        let _ = tx.close(1000, "bye");
-                    }
-                    Action::Burst(n, size) => {
-                        for i in 0..n {
-                            if tx.send(burst_message(i, size)).await.is_err() {
-                                break;
-                            }
-                        }
-                        let _ = tx.close(1000, "burst done");
-                    }
-                    Action::Report(ended) => report(&reports, ended, rx.stats()),
-                    Action::Nothing => {}
-                }
+/// The task adapter's handler: `Sender` and `Receiver`.
+async fn echo_tokio(accepted: Accepted) {
+    let Ok((tx, mut rx)) = wsframe::io::tokio::accept(accepted.stream, accepted.config).await
+    else {
+        return;
+    };
+    accepted
+        .state
+        .register(accepted.id, Handle::Tokio(tx.clone()));
+    while let Some(event) = rx.recv().await {
+        match script(event) {
+            Action::Echo(message) => {
+                let _ = tx.send(message).await;
             }
-            state.handles.lock().unwrap().remove(&id);
+            Action::Close => {
+                let _ = tx.close(1000, "bye");
+            }
+            Action::Burst(n, size) => {
+                for i in 0..n {
+                    if tx.send(burst_message(i, size)).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = tx.close(1000, "burst done");
+            }
+            Action::Report(ended) => report(&accepted.reports, ended, rx.stats()),
+            Action::Nothing => {}
         }
-    })
-    .await
+    }
 }
 
-async fn serve_tokio_direct(
-    listener: TcpListener,
-    config: IoConfig,
-    reports: mpsc::Sender<Report>,
-    state: State,
-) {
-    accept_tokio(listener, config, reports, state, |accepted| async move {
-        let Accepted {
-            stream,
-            id,
-            config,
-            reports,
-            state,
-        } = accepted;
-        if let Ok(mut ws) = wsframe::io::tokio::WebSocket::accept(stream, config).await {
-            state
-                .handles
-                .lock()
-                .unwrap()
-                .insert(id, Handle::TokioDirect(ws.closer()));
-            while let Some(event) = ws.recv().await {
-                match script(event) {
-                    Action::Echo(message) => {
-                        let _ = ws.send(message).await;
-                    }
-                    Action::Close => {
-                        let _ = ws.close(1000, "bye").await;
-                    }
-                    Action::Burst(n, size) => {
-                        // Queued, not written one by one: the close goes behind them all.
-                        for i in 0..n {
-                            if ws.feed(burst_message(i, size)).await.is_err() {
-                                break;
-                            }
-                        }
-                        let _ = ws.close(1000, "burst done").await;
-                    }
-                    Action::Report(ended) => report(&reports, ended, ws.stats()),
-                    Action::Nothing => {}
-                }
+/// The in-task adapter's handler: `WebSocket`.
+async fn echo_tokio_direct(accepted: Accepted) {
+    let Ok(mut ws) = wsframe::io::tokio::WebSocket::accept(accepted.stream, accepted.config).await
+    else {
+        return;
+    };
+    accepted
+        .state
+        .register(accepted.id, Handle::TokioDirect(ws.closer()));
+    while let Some(event) = ws.recv().await {
+        match script(event) {
+            Action::Echo(message) => {
+                let _ = ws.send(message).await;
             }
-            state.handles.lock().unwrap().remove(&id);
+            Action::Close => {
+                let _ = ws.close(1000, "bye").await;
+            }
+            Action::Burst(n, size) => {
+                // Queued, not written one by one: the close goes behind them all.
+                for i in 0..n {
+                    if ws.feed(burst_message(i, size)).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = ws.close(1000, "burst done").await;
+            }
+            Action::Report(ended) => report(&accepted.reports, ended, ws.stats()),
+            Action::Nothing => {}
         }
-    })
-    .await
+    }
 }
 
 fn serve_std(listener: TcpListener, config: IoConfig, reports: mpsc::Sender<Report>, state: State) {
@@ -348,11 +332,7 @@ fn serve_std(listener: TcpListener, config: IoConfig, reports: mpsc::Sender<Repo
         std::thread::spawn(move || {
             if let Ok(mut ws) = WebSocket::accept(stream, config) {
                 if state.shutdown_capable {
-                    state
-                        .handles
-                        .lock()
-                        .unwrap()
-                        .insert(id, Handle::Std(ws.closer()));
+                    state.register(id, Handle::Std(ws.closer()));
                 }
                 while let Some(event) = ws.read() {
                     match script(event) {
