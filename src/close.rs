@@ -43,6 +43,23 @@ pub struct CloseFrame {
     pub reason: String,
 }
 
+impl CloseFrame {
+    /// The Close we may send with this code and reason: a code an endpoint may send (section
+    /// 7.4) and a reason that fits a control frame with it (section 5.5).
+    pub(crate) fn checked(code: u16, reason: &str) -> Result<CloseFrame, crate::SendError> {
+        if !is_sendable(code) {
+            return Err(crate::SendError::InvalidCloseCode(code));
+        }
+        if reason.len() > crate::frame::MAX_CONTROL_PAYLOAD - 2 {
+            return Err(crate::SendError::ControlTooLong(reason.len() + 2));
+        }
+        Ok(CloseFrame {
+            code,
+            reason: String::from(reason),
+        })
+    }
+}
+
 impl core::fmt::Display for CloseFrame {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         if self.reason.is_empty() {

@@ -1646,7 +1646,7 @@ impl Connection {
     /// If the peer closed first and its Close event has not been taken yet, this Close is the
     /// answer (with this code instead of the echoed one).
     pub fn close(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
-        let frame = Self::close_frame(code, reason)?;
+        let frame = CloseFrame::checked(code, reason)?;
         if self.ended || self.failed.is_some() || self.closing.ours.is_some() {
             return Ok(());
         }
@@ -1660,7 +1660,7 @@ impl Connection {
     /// frame in flight. For peers that have fallen too far behind (a relay's slow subscriber,
     /// closed with 1013). Does nothing once our Close is on the wire.
     pub fn close_now(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
-        let frame = Self::close_frame(code, reason)?;
+        let frame = CloseFrame::checked(code, reason)?;
         if self.ended || self.failed.is_some() || self.out.close_committed() {
             return Ok(());
         }
@@ -1669,19 +1669,6 @@ impl Connection {
         self.lost.bytes += lost.bytes;
         self.start_closing(frame);
         Ok(())
-    }
-
-    fn close_frame(code: u16, reason: &str) -> Result<CloseFrame, SendError> {
-        if !close::is_sendable(code) {
-            return Err(SendError::InvalidCloseCode(code));
-        }
-        if reason.len() > MAX_CONTROL_PAYLOAD - 2 {
-            return Err(SendError::ControlTooLong(reason.len() + 2));
-        }
-        Ok(CloseFrame {
-            code,
-            reason: String::from(reason),
-        })
     }
 
     fn start_closing(&mut self, frame: CloseFrame) {

@@ -483,17 +483,12 @@ impl Closer {
     /// Asks for a close handshake with this code and reason. The first request wins; the
     /// code and reason are checked here.
     pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError> {
-        if !crate::close::is_sendable(code) {
-            return Err(SendError::InvalidCloseCode(code));
-        }
-        if reason.len() > crate::frame::MAX_CONTROL_PAYLOAD - 2 {
-            return Err(SendError::ControlTooLong(reason.len() + 2));
-        }
+        let crate::CloseFrame { code, reason } = crate::CloseFrame::checked(code, reason)?;
         let mut slot = match self.request.lock() {
             Ok(slot) => slot,
             Err(poisoned) => poisoned.into_inner(),
         };
-        slot.get_or_insert_with(|| (code, String::from(reason)));
+        slot.get_or_insert((code, reason));
         Ok(())
     }
 }

@@ -528,13 +528,8 @@ impl Closer {
     /// Asks for a close handshake with this code and reason. The first request wins; the
     /// code and reason are checked here.
     pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError> {
-        if !crate::close::is_sendable(code) {
-            return Err(SendError::InvalidCloseCode(code));
-        }
-        if reason.len() > crate::frame::MAX_CONTROL_PAYLOAD - 2 {
-            return Err(SendError::ControlTooLong(reason.len() + 2));
-        }
-        lock(&self.request.slot).get_or_insert_with(|| (code, String::from(reason)));
+        let crate::CloseFrame { code, reason } = crate::CloseFrame::checked(code, reason)?;
+        lock(&self.request.slot).get_or_insert((code, reason));
         self.request.signal.raise();
         Ok(())
     }

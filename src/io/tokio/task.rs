@@ -388,16 +388,11 @@ impl Sender {
     /// before. No data is accepted afterwards. The connection ends when the peer answers, or
     /// at the close timeout. Closing again does nothing.
     pub fn close(&self, code: u16, reason: &str) -> Result<(), SendError> {
-        if !crate::close::is_sendable(code) {
-            return Err(SendError::InvalidCloseCode(code));
-        }
-        if reason.len() > crate::frame::MAX_CONTROL_PAYLOAD - 2 {
-            return Err(SendError::ControlTooLong(reason.len() + 2));
-        }
+        let crate::CloseFrame { code, reason } = crate::CloseFrame::checked(code, reason)?;
         self.shared.close_sending();
         lock(&self.shared.control)
             .close
-            .get_or_insert_with(|| (code, String::from(reason), false));
+            .get_or_insert((code, reason, false));
         self.shared.wake.raise();
         Ok(())
     }
@@ -407,14 +402,9 @@ impl Sender {
     /// dropped and counted in the end report, and the Close goes out after the frame in flight.
     /// For a peer that has fallen too far behind. Overrides a pending [`close`](Self::close).
     pub fn close_now(&self, code: u16, reason: &str) -> Result<(), SendError> {
-        if !crate::close::is_sendable(code) {
-            return Err(SendError::InvalidCloseCode(code));
-        }
-        if reason.len() > crate::frame::MAX_CONTROL_PAYLOAD - 2 {
-            return Err(SendError::ControlTooLong(reason.len() + 2));
-        }
+        let crate::CloseFrame { code, reason } = crate::CloseFrame::checked(code, reason)?;
         self.shared.close_sending();
-        lock(&self.shared.control).close = Some((code, String::from(reason), true));
+        lock(&self.shared.control).close = Some((code, reason, true));
         self.shared.wake.raise();
         Ok(())
     }
