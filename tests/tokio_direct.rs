@@ -249,19 +249,24 @@ async fn send_waits_for_room_and_delivers_in_order_to_the_task_adapter() {
         ..Config::default()
     });
     let mut client = WebSocket::connect(&url, config).await.unwrap();
+    let sent = std::cell::Cell::new(0usize);
     let sending = async {
         for i in 0..MESSAGES {
             client
                 .send(Message::Binary(vec![i as u8; SIZE].into()))
                 .await
                 .unwrap();
-            assert!(client.connection().queued_bytes() <= 64 << 10 || i == 0);
+            sent.set(i + 1);
+            // `send` returns once its message is written: nothing stays queued behind it.
+            assert_eq!(client.connection().queued_bytes(), 0);
         }
         client.close(1000, "").await.unwrap();
         while client.recv().await.is_some() {}
     };
     let release = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        // 19 MiB cannot all fit in the socket buffers: the sends are waiting now.
+        assert!(sent.get() < MESSAGES, "send did not wait for the peer");
         go_tx.send(()).unwrap();
     };
     tokio::time::timeout(Duration::from_secs(30), async {
