@@ -22,6 +22,7 @@ use crate::keepalive::Liveness;
 use crate::mask::{apply_mask, rotate_key, unmask_payload};
 use crate::outbound::{Outbound, PreparedMessage, Transmit};
 use crate::random::{MaskKeys, RandomSource};
+use crate::receive_buffer::ReceiveBuffer;
 use crate::time::Instant;
 use crate::utf8::Utf8Validator;
 
@@ -584,6 +585,66 @@ impl Connection {
         }
         // A partial frame at the end of `data`.
         self.inbuf.extend_from_slice(data);
+        self.process().map_err(ReceiveError::Protocol)
+    }
+
+    /// Room at the end of the receive buffer for the rest of a frame that spans reads (at
+    /// most `max` bytes, never more than the frame still needs), or `None` when no frame is in
+    /// progress or no input is accepted: then read into a buffer of your own and call
+    /// [`receive`](Self::receive).
+    ///
+    /// Read into it and hand it back with [`receive_filled`](Self::receive_filled): the bytes
+    /// land where the engine keeps the payload and are unmasked there, so a large frame is not
+    /// copied from a transport buffer (performance). It grows the buffer at most to twice what
+    /// has arrived of the frame, never by the declared length alone.
+    pub fn receive_buffer(&mut self, max: usize) -> Option<ReceiveBuffer> {
+        let frame = self.frame?;
+        if self.ended || self.failed.is_some() || self.closing.peers.is_some() || max == 0 {
+            return None;
+        }
+        // The buffer holds the frame's payload from its start (or from its last streamed
+        // chunk), so what is missing is the rest of the frame, and no more: the next header
+        // then starts a fresh read, which takes `receive`'s direct path.
+        let need = frame
+            .remaining
+            .checked_sub(self.inbuf.len())
+            .filter(|&n| n > 0)?;
+        let want = need.min(max);
+        if self.inbuf.capacity() - self.inbuf.len() < want.min(RECEIVE_BLOCK) {
+            self.inbuf
+                .reserve(want.min(self.inbuf.len().max(RECEIVE_BLOCK)));
+        }
+        let bytes = self.inbuf.split_off(self.inbuf.len());
+        let limit = want.min(bytes.capacity());
+        Some(ReceiveBuffer { bytes, limit })
+    }
+
+    /// Takes the bytes read into a [`ReceiveBuffer`] at time `now`, exactly as
+    /// [`receive`](Self::receive) takes the same bytes (the same events, errors and limits).
+    /// An empty buffer gives its room back and has no other effect (`now` is not looked at).
+    pub fn receive_filled(
+        &mut self,
+        now: Instant,
+        buffer: ReceiveBuffer,
+    ) -> Result<(), ReceiveError> {
+        let bytes = buffer.bytes;
+        if bytes.is_empty() {
+            self.inbuf.unsplit(bytes);
+            return Ok(());
+        }
+        self.advance_clock(now);
+        if self.ended || self.failed.is_some() {
+            return Err(ReceiveError::NotAccepting);
+        }
+        self.stats.bytes_in += bytes.len() as u64;
+        self.liveness.on_receive(now);
+        if self.closing.peers.is_some() {
+            return Ok(());
+        }
+        // Joined without a copy when it is still the end of the buffer it was split from
+        // (`unsplit` copies otherwise, which is only slower). Then exactly the buffered path
+        // of `receive`: `process` unmasks and checks in place what follows `frame.unmasked`.
+        self.inbuf.unsplit(bytes);
         self.process().map_err(ReceiveError::Protocol)
     }
 

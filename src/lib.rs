@@ -96,6 +96,7 @@ mod keepalive;
 pub mod mask;
 pub mod outbound;
 pub mod random;
+mod receive_buffer;
 mod time;
 pub mod utf8;
 
@@ -107,6 +108,7 @@ pub use error::{
 };
 pub use event::{Chunk, DataKind, Event, EventRef, Text};
 pub use outbound::{PreparedMessage, Transmit};
+pub use receive_buffer::ReceiveBuffer;
 pub use time::Instant;
 
 // The README's examples compile as doctests (with the `tokio` feature, which they use).

@@ -30,7 +30,7 @@
 
 use core::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use wsframe::{
     Config, Connection, DataKind, Delivery, EndReason, Event, Instant, PreparedMessage,
     ReceiveError,
@@ -225,9 +225,30 @@ fn drive(client: bool, setup: &Setup, input: &[u8], mode: Mode) -> Outcome {
 }
 
 impl Driver {
-    fn receive(&mut self, now: Instant, chunk: &[u8]) {
+    /// Feeds `chunk`; in the chunked modes, as much of it as the engine offers room for goes
+    /// through its own buffer (`receive_buffer`), which must make no difference.
+    fn receive(&mut self, now: Instant, mut chunk: &[u8]) {
+        if self.mode != Mode::Whole {
+            while let Some(mut room) = self.conn.receive_buffer(chunk.len()) {
+                let n = room.remaining_mut().min(chunk.len());
+                assert!(n > 0, "receive_buffer offered no room");
+                room.put_slice(&chunk[..n]);
+                let was_refusing = self.failed.is_some() || self.conn.is_ended();
+                let result = self.conn.receive_filled(now, room);
+                self.took(result, was_refusing, n);
+                chunk = &chunk[n..];
+                if chunk.is_empty() {
+                    return;
+                }
+            }
+        }
         let was_refusing = self.failed.is_some() || self.conn.is_ended();
-        match self.conn.receive(now, chunk) {
+        let result = self.conn.receive(now, chunk);
+        self.took(result, was_refusing, chunk.len());
+    }
+
+    fn took(&mut self, result: Result<(), ReceiveError>, was_refusing: bool, len: usize) {
+        match result {
             Ok(()) => assert!(!was_refusing, "input accepted after failure or end"),
             Err(ReceiveError::NotAccepting) => {
                 assert!(was_refusing, "input refused by a live connection")
@@ -244,7 +265,7 @@ impl Driver {
                 self.failed = Some((e.code, self.wire.frames.len(), !self.wire.at_boundary()));
             }
         }
-        self.received += chunk.len();
+        self.received += len;
         self.check_memory();
     }
 

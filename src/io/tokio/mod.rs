@@ -82,6 +82,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use bytes::BufMut;
 use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -97,7 +98,7 @@ use ::tokio::time::{timeout_at, Instant as TokioInstant};
 
 use super::{io_detail, Answer, Error, IoConfig};
 use crate::handshake;
-use crate::{Connection, Instant, TransportError};
+use crate::{Connection, Instant, ReceiveBuffer, TransportError};
 
 mod socket;
 mod task;
@@ -112,9 +113,14 @@ const WRITE_SLICES: usize = 32;
 /// At most about this many bytes are committed for one vectored write: frames committed to a
 /// write can no longer be overtaken by a PONG, so keep it to a few fragments.
 const WRITE_BYTES: usize = 64 << 10;
-/// Reads up to this size go into a buffer on the stack (see [`read_into`]); tokio's worker
-/// threads have 2 MiB stacks.
-const STACK_READ: usize = 64 << 10;
+/// Writes of several chunks up to this size in all are joined into one buffer first (see
+/// [`try_write_chunks`]).
+const JOIN_WRITES_UP_TO: usize = 1024;
+/// Reads of input that starts no frame in progress go into a buffer of this size on the stack
+/// (see [`read_into`]). Small, because every read pays for its pages: the stack is probed page
+/// by page (measured: a 64 KiB buffer cost 16 page probes on every poll of the socket, ready
+/// or not).
+const STACK_READ: usize = 16 << 10;
 
 // ----- opening handshake ----------------------------------------------------------------------
 
@@ -249,13 +255,64 @@ enum ReadOutcome {
 /// One read from `stream` into the engine. `Pending` (with `cx` registered for readiness)
 /// when the socket has nothing now.
 ///
-/// Reads of up to [`STACK_READ`] bytes land on the stack: nothing to allocate or zero per
-/// read, and nothing held while the connection waits (the engine copies what it keeps; a read
-/// buffer would otherwise be most of an idle connection's memory). Larger configured reads use
-/// `heap`, kept only while reads come back full. Through `AsyncRead`, so that tokio clears the
-/// socket's readiness after a short read (the socket is drained) and the next wait sleeps
-/// instead of waking for a read that can only fail with WouldBlock.
+/// The rest of a frame that spans reads is read straight into the engine's buffer
+/// ([`Connection::receive_buffer`]) and unmasked there: a large payload is never copied.
+/// Otherwise the read lands on the stack ([`STACK_READ`] bytes at most): nothing to allocate
+/// or zero per read, and nothing held while the connection waits (the engine copies only the
+/// payloads it keeps; a read buffer would otherwise be most of an idle connection's memory).
+/// Once a read fills the stack buffer, a burst is on, and the next reads take up to
+/// `read_size` into `heap`, kept only while they come back full. Through `AsyncRead`, so that
+/// tokio clears the socket's readiness after a short read (the socket is drained) and the next
+/// wait sleeps instead of waking for a read that can only fail with WouldBlock.
 fn read_into(
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+    conn: &mut Connection,
+    epoch: TokioInstant,
+    read_size: usize,
+    heap: &mut Vec<u8>,
+) -> Poll<ReadOutcome> {
+    match conn.receive_buffer(read_size) {
+        Some(room) => read_in_place(stream, cx, conn, epoch, room),
+        None => read_copied(stream, cx, conn, epoch, read_size, heap),
+    }
+}
+
+/// [`read_into`] for the rest of a frame in progress: into the engine's own buffer.
+fn read_in_place(
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+    conn: &mut Connection,
+    epoch: TokioInstant,
+    mut room: ReceiveBuffer,
+) -> Poll<ReadOutcome> {
+    // SAFETY: `ReadBuf` only ever writes initialized bytes into the slice (it never reads
+    // from or de-initializes it).
+    let mut buf = ReadBuf::uninit(unsafe { room.chunk_mut().as_uninit_slice_mut() });
+    let result = match Pin::new(stream).poll_read(cx, &mut buf) {
+        Poll::Ready(result) => result,
+        Poll::Pending => {
+            // Nothing was filled: the room goes back (`now` is not looked at).
+            let _ = conn.receive_filled(Instant::ZERO, room);
+            return Poll::Pending;
+        }
+    };
+    let filled = buf.filled().len();
+    let now = engine_now(epoch);
+    Poll::Ready(match result {
+        Ok(()) if filled > 0 => {
+            // SAFETY: `ReadBuf` reports the first `filled` bytes of the chunk initialized.
+            unsafe { room.advance_mut(filled) };
+            // A protocol error is the engine's to report, as in `read_copied`.
+            let _ = conn.receive_filled(now, room);
+            ReadOutcome::Data
+        }
+        other => nothing_read(conn, now, other),
+    })
+}
+
+/// [`read_into`] when no frame is in progress: on the stack, or in `heap` during a burst.
+fn read_copied(
     stream: &mut TcpStream,
     cx: &mut Context<'_>,
     conn: &mut Connection,
@@ -265,38 +322,50 @@ fn read_into(
 ) -> Poll<ReadOutcome> {
     let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
     let mut spare = core::mem::take(heap);
-    let mut buf = if read_size <= STACK_READ {
-        ReadBuf::uninit(&mut stack[..read_size])
-    } else {
+    let on_heap = spare.capacity() > 0;
+    let mut buf = if on_heap {
         spare.reserve_exact(read_size);
         ReadBuf::uninit(&mut spare.spare_capacity_mut()[..read_size])
+    } else {
+        ReadBuf::uninit(&mut stack[..read_size.min(STACK_READ)])
     };
     let result = match Pin::new(stream).poll_read(cx, &mut buf) {
         Poll::Ready(result) => result,
+        // Nothing held while waiting: `spare` is dropped.
         Poll::Pending => return Poll::Pending,
     };
     let now = engine_now(epoch);
     Poll::Ready(match result {
-        Ok(()) if buf.filled().is_empty() => {
-            conn.transport_closed(now);
-            ReadOutcome::Closed
-        }
-        Ok(()) => {
+        Ok(()) if !buf.filled().is_empty() => {
             let full = buf.remaining() == 0;
             // A protocol error is the engine's to report: it queues the Close and ends the
             // connection with the reason.
             let _ = conn.receive(now, buf.filled());
-            if full && read_size > STACK_READ {
+            if full && on_heap {
                 *heap = spare;
+            } else if full && read_size > STACK_READ {
+                *heap = Vec::with_capacity(read_size);
             }
             ReadOutcome::Data
+        }
+        other => nothing_read(conn, now, other),
+    })
+}
+
+/// What a read that brought no bytes means: the peer closed (`Ok`), a signal interrupted it
+/// (read again), or the transport failed. The engine is told of an end.
+fn nothing_read(conn: &mut Connection, now: Instant, result: io::Result<()>) -> ReadOutcome {
+    match result {
+        Ok(()) => {
+            conn.transport_closed(now);
+            ReadOutcome::Closed
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data,
         Err(e) => {
             conn.transport_failed(now, TransportError::Io(io_detail("read", &e)));
             ReadOutcome::Closed
         }
-    })
+    }
 }
 
 /// Writes what the socket takes now, each frame under a fresh write deadline (`deadline`,
@@ -336,11 +405,7 @@ fn write_some(
     while !conn.is_transmit_idle() {
         let mut chunks: [&[u8]; WRITE_SLICES] = [&[]; WRITE_SLICES];
         let n = conn.transmit_chunks(&mut chunks, WRITE_BYTES);
-        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-        for (slice, chunk) in slices.iter_mut().zip(&chunks[..n]) {
-            *slice = IoSlice::new(chunk);
-        }
-        match stream.try_write_vectored(&slices[..n]) {
+        match try_write_chunks(stream, &chunks[..n]) {
             Ok(0) => conn.transport_failed(
                 engine_now(epoch),
                 TransportError::Io(String::from("write: connection accepted no bytes")),
@@ -374,6 +439,28 @@ fn write_some(
         *deadline = None;
     }
     blocked
+}
+
+/// One write of `chunks`. Small ones (a header and a short payload) are joined on the stack
+/// and go out in one plain write: the kernel's vectored write costs more per call than the
+/// copy (measured, loopback echo of 16-byte messages: 11.2 to 11.0 µs per round trip).
+#[inline]
+fn try_write_chunks(stream: &TcpStream, chunks: &[&[u8]]) -> io::Result<usize> {
+    let total: usize = chunks.iter().map(|chunk| chunk.len()).sum();
+    if chunks.len() > 1 && total <= JOIN_WRITES_UP_TO {
+        let mut joined = [0u8; JOIN_WRITES_UP_TO];
+        let mut at = 0;
+        for chunk in chunks {
+            joined[at..at + chunk.len()].copy_from_slice(chunk);
+            at += chunk.len();
+        }
+        return stream.try_write(&joined[..total]);
+    }
+    let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+    for (slice, chunk) in slices.iter_mut().zip(chunks) {
+        *slice = IoSlice::new(chunk);
+    }
+    stream.try_write_vectored(&slices[..chunks.len()])
 }
 
 /// Shuts down our sending side, bounded by the caller's timer: `Ready` once done or failed.
