@@ -32,7 +32,7 @@ instructions() { # library round-trips size
 
 printf '%-18s %-8s %16s\n' library size 'instr/round trip'
 for size in "${sizes[@]}"; do
-  for library in wsframe wsframe-keepalive wsframe-direct wsframe-direct-keepalive \
+  for library in wsframe wsframe-defaults wsframe-direct wsframe-direct-defaults \
       tokio-tungstenite fastwebsockets raw-tcp; do
     n1=2000 n2=12000
     i1=$(instructions "$library" "$n1" "$size")

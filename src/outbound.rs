@@ -634,7 +634,7 @@ impl Outbound {
         // Fragments are sliced (not copied) as they reach the head of the queue. A whole
         // message never gets here, so a prepared header never applies.
         let start = message.cut;
-        let end = total.min(start + self.max_fragment);
+        let end = total.min(start.saturating_add(self.max_fragment));
         let last = end == total;
         let opcode = if start == 0 {
             message.opcode

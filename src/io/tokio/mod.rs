@@ -119,8 +119,8 @@ const JOIN_WRITES_UP_TO: usize = 1024;
 /// Reads of input that starts no frame in progress go into a buffer of this size on the stack
 /// (see [`read_into`]). Small, because every read pays for its pages: the stack is probed page
 /// by page (measured: a 64 KiB buffer cost 16 page probes on every poll of the socket, ready
-/// or not).
-const STACK_READ: usize = 16 << 10;
+/// or not), and a large frame is copied as far as this first read took it.
+const STACK_READ: usize = 4 << 10;
 
 // ----- opening handshake ----------------------------------------------------------------------
 
@@ -256,26 +256,41 @@ enum ReadOutcome {
 /// when the socket has nothing now.
 ///
 /// The rest of a frame that spans reads is read straight into the engine's buffer
-/// ([`Connection::receive_buffer`]) and unmasked there: a large payload is never copied.
-/// Otherwise the read lands on the stack ([`STACK_READ`] bytes at most): nothing to allocate
-/// or zero per read, and nothing held while the connection waits (the engine copies only the
-/// payloads it keeps; a read buffer would otherwise be most of an idle connection's memory).
-/// Once a read fills the stack buffer, a burst is on, and the next reads take up to
-/// `read_size` into `heap`, kept only while they come back full. Through `AsyncRead`, so that
-/// tokio clears the socket's readiness after a short read (the socket is drained) and the next
-/// wait sleeps instead of waking for a read that can only fail with WouldBlock.
+/// ([`Connection::receive_buffer`]) and unmasked there: a large payload is copied only as far
+/// as its first read took it. Other input lands on the stack ([`STACK_READ`] bytes):
+/// nothing to allocate or zero per read, and nothing held while the connection waits (the
+/// engine copies only the payloads it keeps; a read buffer would otherwise be most of an idle
+/// connection's memory). A stack read that comes back full with no frame left in progress
+/// means a burst of smaller frames: the reads after it take up to `read_size` at a time into
+/// the [`BurstBuffer`]. Through `AsyncRead`, so that tokio clears the socket's readiness after
+/// a short read (the socket is drained) and the next wait sleeps instead of waking for a read
+/// that can only fail with WouldBlock.
 fn read_into(
     stream: &mut TcpStream,
     cx: &mut Context<'_>,
     conn: &mut Connection,
     epoch: TokioInstant,
     read_size: usize,
-    heap: &mut Vec<u8>,
+    burst: &mut BurstBuffer,
 ) -> Poll<ReadOutcome> {
     match conn.receive_buffer(read_size) {
-        Some(room) => read_in_place(stream, cx, conn, epoch, room),
-        None => read_copied(stream, cx, conn, epoch, read_size, heap),
+        Some(room) => {
+            // A large frame, not a burst of small ones: the frame's own buffer takes it.
+            burst.on = false;
+            read_in_place(stream, cx, conn, epoch, room)
+        }
+        None => read_copied(stream, cx, conn, epoch, read_size, burst),
     }
+}
+
+/// The buffer for reads during a burst of input (see [`read_into`]): allocated when a burst
+/// is seen, kept while reads into it come back full, dropped at the first that does not (or
+/// that would block), so that a waiting connection holds none.
+#[derive(Debug, Default)]
+struct BurstBuffer {
+    buf: Vec<u8>,
+    /// The last stack read came back full with no frame in progress.
+    on: bool,
 }
 
 /// [`read_into`] for the rest of a frame in progress: into the engine's own buffer.
@@ -311,27 +326,27 @@ fn read_in_place(
     })
 }
 
-/// [`read_into`] when no frame is in progress: on the stack, or in `heap` during a burst.
+/// [`read_into`] when no frame is in progress: on the stack, or in the burst buffer.
 fn read_copied(
     stream: &mut TcpStream,
     cx: &mut Context<'_>,
     conn: &mut Connection,
     epoch: TokioInstant,
     read_size: usize,
-    heap: &mut Vec<u8>,
+    burst: &mut BurstBuffer,
 ) -> Poll<ReadOutcome> {
     let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
-    let mut spare = core::mem::take(heap);
-    let on_heap = spare.capacity() > 0;
+    let mut heap = core::mem::take(&mut burst.buf);
+    let on_heap = core::mem::take(&mut burst.on) && read_size > STACK_READ;
     let mut buf = if on_heap {
-        spare.reserve_exact(read_size);
-        ReadBuf::uninit(&mut spare.spare_capacity_mut()[..read_size])
+        heap.reserve_exact(read_size);
+        ReadBuf::uninit(&mut heap.spare_capacity_mut()[..read_size])
     } else {
         ReadBuf::uninit(&mut stack[..read_size.min(STACK_READ)])
     };
     let result = match Pin::new(stream).poll_read(cx, &mut buf) {
         Poll::Ready(result) => result,
-        // Nothing held while waiting: `spare` is dropped.
+        // Nothing held while waiting: the burst buffer is dropped.
         Poll::Pending => return Poll::Pending,
     };
     let now = engine_now(epoch);
@@ -341,10 +356,11 @@ fn read_copied(
             // A protocol error is the engine's to report: it queues the Close and ends the
             // connection with the reason.
             let _ = conn.receive(now, buf.filled());
-            if full && on_heap {
-                *heap = spare;
-            } else if full && read_size > STACK_READ {
-                *heap = Vec::with_capacity(read_size);
+            if full {
+                burst.on = true;
+                if on_heap {
+                    burst.buf = heap;
+                }
             }
             ReadOutcome::Data
         }

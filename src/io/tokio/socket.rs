@@ -4,7 +4,7 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
+
 use bytes::Bytes;
 use core::future::{poll_fn, Future};
 use core::pin::Pin;
@@ -18,7 +18,7 @@ use ::tokio::time::{sleep_until, Instant as TokioInstant, Sleep};
 
 use super::{
     client_handshake, engine_now, lock, next_deadline, poll_drain, poll_shutdown_write, read_into,
-    server_handshake, write_queued, ReadOutcome, WakeSignal,
+    server_handshake, write_queued, BurstBuffer, ReadOutcome, WakeSignal,
 };
 use crate::handshake;
 use crate::io::{io_detail, queue_message, start_engine, Error, IoConfig, Message, Teardown};
@@ -47,8 +47,8 @@ pub struct WebSocket {
     write_timeout: Duration,
     /// The most bytes one read takes (`IoConfig::read_buffer_size`).
     read_size: usize,
-    /// Where reads larger than the stack buffer land (see `read_into`).
-    read_buf: Vec<u8>,
+    /// Where reads land during a burst of input (see `read_into`).
+    read_buf: BurstBuffer,
     /// The deadline of the frame being written; `None` when no frame is in progress.
     write_deadline: Option<TokioInstant>,
     /// The last write would have blocked: wait for writability.
@@ -150,7 +150,7 @@ impl WebSocket {
             epoch,
             write_timeout: config.write_timeout,
             read_size: config.read_buffer_size.max(512),
-            read_buf: Vec::new(),
+            read_buf: BurstBuffer::default(),
             write_deadline: None,
             write_blocked: false,
             read_closed: false,

@@ -6,7 +6,7 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
+
 use bytes::Bytes;
 use core::future::{poll_fn, Future};
 use core::pin::Pin;
@@ -22,7 +22,7 @@ use ::tokio::time::{sleep_until, timeout_at, Instant as TokioInstant, Sleep};
 
 use super::{
     client_handshake, engine_now, lock, next_deadline, poll_drain, poll_shutdown_write, read_into,
-    server_handshake, write_queued, ReadOutcome, WakeSignal,
+    server_handshake, write_queued, BurstBuffer, ReadOutcome, WakeSignal,
 };
 use crate::handshake;
 use crate::io::{io_detail, queue_message, start_engine, Error, IoConfig, Message, Teardown};
@@ -130,7 +130,7 @@ pub fn start(
         write_blocked: false,
         read_closed: false,
         read_size: config.read_buffer_size.max(512),
-        read_buf: Vec::new(),
+        read_buf: BurstBuffer::default(),
         timer: Box::pin(sleep_until(epoch)),
         timer_at: None,
     };
@@ -573,9 +573,9 @@ struct Driver {
     read_closed: bool,
     /// The most bytes one read takes (`IoConfig::read_buffer_size`).
     read_size: usize,
-    /// Where reads larger than `STACK_READ` land; empty while the connection waits for input
-    /// (see `read`).
-    read_buf: Vec<u8>,
+    /// Where reads land during a burst of input; empty while the connection waits for input
+    /// (see `read_into`).
+    read_buf: BurstBuffer,
     timer: Pin<Box<Sleep>>,
     timer_at: Option<TokioInstant>,
 }

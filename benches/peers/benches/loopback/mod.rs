@@ -17,15 +17,17 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// The libraries compared, in report order.
 /// `wsframe` is the Tokio adapter with a task per connection (`Sender` / `Receiver`),
-/// `wsframe-direct` the one in the caller's task (`io::tokio::WebSocket`). Both run without
-/// keepalive, like the peers, which have none; the `-keepalive` variants run wsframe's default
-/// (a PING every 20 s of silence, idle timeout 60 s), which keeps a timer registered with
-/// Tokio for the connection's whole life.
+/// `wsframe-direct` the one in the caller's task (`io::tokio::WebSocket`). Both are set up to
+/// do what the peers do: no keepalive (they have none), and a message sent as one frame
+/// however long (they never fragment). The `-defaults` variants run wsframe's defaults: a PING
+/// after 20 s of silence and an idle timeout of 60 s (a timer registered with Tokio for the
+/// connection's whole life), and messages over 16 KiB sent in 16 KiB fragments (so a PONG
+/// waits behind at most one of them; the receiver then joins the fragments, a copy).
 pub const LIBRARIES: [&str; 7] = [
     "wsframe",
-    "wsframe-keepalive",
+    "wsframe-defaults",
     "wsframe-direct",
-    "wsframe-direct-keepalive",
+    "wsframe-direct-defaults",
     "tokio-tungstenite",
     "fastwebsockets",
     "raw-tcp",
@@ -50,10 +52,10 @@ pub async fn spawn_server(library: &'static str) -> u16 {
             // One async fn per library, so each connection's task holds only its own
             // library's state (a single `match` would size every task for the largest).
             match library {
-                "wsframe" | "wsframe-keepalive" => {
+                "wsframe" | "wsframe-defaults" => {
                     tokio::spawn(serve_wsframe(stream, wsframe_config(library)))
                 }
-                "wsframe-direct" | "wsframe-direct-keepalive" => {
+                "wsframe-direct" | "wsframe-direct-defaults" => {
                     tokio::spawn(serve_wsframe_direct(stream, wsframe_config(library)))
                 }
                 "tokio-tungstenite" => tokio::spawn(serve_tungstenite(stream)),
@@ -66,13 +68,14 @@ pub async fn spawn_server(library: &'static str) -> u16 {
     port
 }
 
-/// wsframe's settings for a library name of [`LIBRARIES`]: the default, without keepalive
-/// unless the name says `-keepalive`.
+/// wsframe's settings for a library name of [`LIBRARIES`]: the peers' behaviour (no keepalive,
+/// no fragments), or the defaults if the name says `-defaults`.
 pub fn wsframe_config(library: &str) -> wsframe::io::IoConfig {
     let mut config = wsframe::io::IoConfig::default();
-    if !library.ends_with("-keepalive") {
+    if !library.ends_with("-defaults") {
         config.engine.ping_interval = None;
         config.engine.idle_timeout = None;
+        config.engine.max_send_fragment = usize::MAX;
     }
     config
 }
@@ -177,12 +180,12 @@ impl Client {
     pub async fn connect(library: &'static str, port: u16) -> Client {
         let url = format!("ws://127.0.0.1:{port}/");
         match library {
-            "wsframe" | "wsframe-keepalive" => {
+            "wsframe" | "wsframe-defaults" => {
                 let config = wsframe_config(library);
                 let (tx, rx) = wsframe::io::tokio::connect(&url, config).await.unwrap();
                 Client::Wsframe(tx, rx)
             }
-            "wsframe-direct" | "wsframe-direct-keepalive" => {
+            "wsframe-direct" | "wsframe-direct-defaults" => {
                 let config = wsframe_config(library);
                 let ws = wsframe::io::tokio::WebSocket::connect(&url, config)
                     .await
