@@ -34,7 +34,10 @@
 //!
 //! 1. **Read** whatever the transport has and pass it to [`Connection::receive`] with the
 //!    current time. On end of file call [`Connection::transport_closed`]; on a read error,
-//!    [`Connection::transport_failed`].
+//!    [`Connection::transport_failed`]. While a frame spans reads,
+//!    [`Connection::receive_buffer`] lends room in the engine's own buffer for the rest of it:
+//!    read into that and hand it back with [`Connection::receive_filled`], and a large payload
+//!    is unmasked where it stays instead of being copied from your buffer.
 //! 2. **Write**: call [`Connection::poll_transmit`] (one frame) or
 //!    [`Connection::transmit_chunks`] (several whole frames for one vectored write), write as
 //!    much as the transport takes, and report the count with
