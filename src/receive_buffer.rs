@@ -21,6 +21,8 @@ pub struct ReceiveBuffer {
     pub(crate) bytes: BytesMut,
     /// How many bytes the room takes in all (`bytes.len()` of them are filled).
     pub(crate) limit: usize,
+    /// Split off the message being joined (`assembly`), not the receive buffer.
+    pub(crate) assembled: bool,
 }
 
 impl ReceiveBuffer {
