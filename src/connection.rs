@@ -777,8 +777,12 @@ impl Connection {
                 // against the fused floor went from 0.86x to 0.98x).
                 // What this may hold for a peer that stalls mid-frame is what its last such
                 // frame made the engine hold anyway.
-                // And `READ_AHEAD` past it, the room `receive_buffer` lends beyond the frame.
-                let room = len.min((2 * data.len()).max(self.last_spanning_frame)) + READ_AHEAD;
+                // And, for a frame larger than a receive block, `READ_AHEAD` past it: the room
+                // `receive_buffer` lends beyond the frame (a small frame's few missing bytes
+                // are not worth a larger allocation; measured, 1 KiB frames in 64 KiB reads:
+                // 4.7 instructions more per message with it).
+                let ahead = if len > RECEIVE_BLOCK { READ_AHEAD } else { 0 };
+                let room = len.min((2 * data.len()).max(self.last_spanning_frame)) + ahead;
                 if self.frame.is_some_and(|f| f.assembled) {
                     self.assembly.reserve(room);
                 } else {
