@@ -786,19 +786,23 @@ impl Connection {
                 // against the fused floor went from 0.86x to 0.98x).
                 // What this may hold for a peer that stalls mid-frame is what its last such
                 // frame made the engine hold anyway.
-                // And room past it for what follows, as much again as the frame: lent by
+                // And room past it for what follows: lent by
                 // `receive_buffer`, so that the read that finishes the frame can take what
                 // comes next in the same system call. Only for frames larger than a receive
                 // block (a small frame's few missing bytes are not worth a larger allocation;
                 // measured, 1 KiB frames in 64 KiB reads: 4.7 instructions more per message
                 // with it) and up to `SHRINK_ABOVE` (a larger frame's allocation would stay
                 // pinned by the receive buffer's tail after the message is gone).
+                // As much again as the frame's own room, so bounded the same way (by bytes that
+                // arrived, never by the declared length: a fuzzer's 22 bytes declaring 64 KiB
+                // had this reserve 64 KiB when it was sized by the frame).
+                let room = len.min((2 * data.len()).max(self.last_spanning_frame));
                 let ahead = if (RECEIVE_BLOCK + 1..=SHRINK_ABOVE).contains(&len) {
-                    len
+                    room
                 } else {
                     0
                 };
-                let room = len.min((2 * data.len()).max(self.last_spanning_frame)) + ahead;
+                let room = room + ahead;
                 if self.frame.is_some_and(|f| f.assembled) {
                     self.assembly.reserve(room);
                 } else {

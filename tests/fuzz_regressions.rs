@@ -88,6 +88,33 @@ fn frame_parse_crash_streamed_text_kind() {
     ));
 }
 
+// ----- frame_parse finding 2: read-ahead room sized by a declared length ---------------------
+
+/// A frame of 4-64 KiB that spans reads reserves room past itself, for what follows it (lent
+/// by `receive_buffer`). That room was sized by the frame's declared length: 22 bytes
+/// declaring 60 000 made the engine reserve some 60 KiB (the fuzzer's memory bound caught 78 KiB
+/// held after 22 bytes). It is now bounded by the bytes that arrived, like the frame's own.
+#[test]
+fn a_declared_length_alone_reserves_no_read_ahead() {
+    let key = [1, 2, 3, 4];
+    let mut frame = vec![0x82, 0x80 | 126];
+    frame.extend_from_slice(&60_000u16.to_be_bytes());
+    frame.extend_from_slice(&key);
+    frame.extend((0..14u8).map(|i| i ^ key[usize::from(i) % 4]));
+    assert_eq!(frame.len(), 22);
+    let mut server = Connection::server(Config::default(), Instant::ZERO);
+    server.receive(Instant::ZERO, &frame).unwrap();
+    let held = server.receive_buffer_capacity();
+    assert!(held <= 8 << 10, "{held} bytes reserved after 22 arrived");
+}
+
+#[test]
+fn frame_parse_crash_read_ahead_by_declared_length() {
+    frame_parse::run(include_bytes!(
+        "../fuzz/regressions/frame_parse/read-ahead-by-declared-length"
+    ));
+}
+
 #[test]
 fn connection_seeds() {
     replay_seeds("connection", connection::run);
