@@ -286,6 +286,15 @@ impl WebSocket {
     /// earlier is kept: firing early is harmless (only what is due acts), and it saves
     /// re-arming on every step.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Nothing armed and nothing to arm, the usual case between messages without keepalive:
+        // answered before the deadlines are gathered (performance).
+        if self.timer_at.is_none()
+            && self.write_deadline.is_none()
+            && self.teardown_until.is_none()
+            && self.conn.poll_timeout().is_none()
+        {
+            return Poll::Pending;
+        }
         let write = self
             .write_deadline
             .filter(|_| !self.conn.is_transmit_idle());
