@@ -24,7 +24,7 @@ use crate::outbound::{Outbound, PreparedMessage, Transmit};
 use crate::random::{MaskKeys, RandomSource};
 use crate::receive_buffer::ReceiveBuffer;
 use crate::time::Instant;
-use crate::utf8::Utf8Validator;
+use crate::utf8::{InvalidUtf8, Utf8Validator};
 
 /// Receive buffers above this capacity are released when they empty, so an idle connection
 /// does not keep the memory of its largest message.
@@ -364,6 +364,24 @@ struct InFrame {
     assembled: bool,
 }
 
+impl InFrame {
+    /// Unmasks `fresh`, the frame's payload bytes that follow the `unmasked` ones, where they
+    /// lie, and checks them as UTF-8 if the frame is text.
+    fn unmask_in_place(
+        &self,
+        fresh: &mut [u8],
+        utf8: &mut Utf8Validator,
+    ) -> Result<(), InvalidUtf8> {
+        if let Some(key) = self.key {
+            apply_mask(fresh, rotate_key(key, self.taken + self.unmasked));
+        }
+        if self.text {
+            utf8.feed(fresh)?;
+        }
+        Ok(())
+    }
+}
+
 /// A fragmented message in progress.
 #[derive(Debug, Clone, Copy)]
 struct InMessage {
@@ -546,16 +564,7 @@ impl Connection {
     /// with the error's code is then queued, and the `Ended` event follows once it is written).
     /// Bytes after the peer's Close are discarded (section 5.5.1).
     pub fn receive(&mut self, now: Instant, data: &[u8]) -> Result<(), ReceiveError> {
-        self.advance_clock(now);
-        if self.ended || self.failed.is_some() {
-            return Err(ReceiveError::NotAccepting);
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.stats.bytes_in += data.len() as u64;
-        self.liveness.on_receive(now);
-        if self.closing.peers.is_some() {
+        if !self.admit_input(now, data.len())? {
             return Ok(());
         }
         let mut data = data;
@@ -596,6 +605,22 @@ impl Connection {
         // A partial frame at the end of `data`.
         self.inbuf.extend_from_slice(data);
         self.process().map_err(ReceiveError::Protocol)
+    }
+
+    /// What every input goes through first, however it arrived: the clock, refusal once failed
+    /// or ended, the counters and the liveness timer. Returns whether the `len` bytes are to be
+    /// parsed: not when there are none, nor after the peer's Close (section 5.5.1).
+    fn admit_input(&mut self, now: Instant, len: usize) -> Result<bool, ReceiveError> {
+        self.advance_clock(now);
+        if self.ended || self.failed.is_some() {
+            return Err(ReceiveError::NotAccepting);
+        }
+        if len == 0 {
+            return Ok(false);
+        }
+        self.stats.bytes_in += len as u64;
+        self.liveness.on_receive(now);
+        Ok(self.closing.peers.is_none())
     }
 
     /// Room at the end of the receive buffer for the rest of a frame that spans reads and a
@@ -673,13 +698,7 @@ impl Connection {
         if self.frame.is_none_or(|f| f.assembled != assembled) {
             return self.receive(now, &bytes);
         }
-        self.advance_clock(now);
-        if self.ended || self.failed.is_some() {
-            return Err(ReceiveError::NotAccepting);
-        }
-        self.stats.bytes_in += bytes.len() as u64;
-        self.liveness.on_receive(now);
-        if self.closing.peers.is_some() {
+        if !self.admit_input(now, bytes.len())? {
             return Ok(());
         }
         // Joined without a copy when it is still the end of the buffer it was split from
@@ -703,14 +722,8 @@ impl Connection {
         let start = self.assembly.len();
         self.assembly.unsplit(bytes);
         let after = (self.assembly.len() > start + n).then(|| self.assembly.split_off(start + n));
-        let fresh = &mut self.assembly[start..];
-        if let Some(key) = frame.key {
-            apply_mask(fresh, rotate_key(key, frame.unmasked));
-        }
-        if frame.text {
-            if let Err(e) = self.utf8.feed(fresh) {
-                return Err(self.fail(e.into()));
-            }
+        if let Err(e) = frame.unmask_in_place(&mut self.assembly[start..], &mut self.utf8) {
+            return Err(self.fail(e.into()));
         }
         frame.unmasked += n;
         self.frame = Some(frame);
@@ -786,23 +799,21 @@ impl Connection {
                 // against the fused floor went from 0.86x to 0.98x).
                 // What this may hold for a peer that stalls mid-frame is what its last such
                 // frame made the engine hold anyway.
-                // And room past it for what follows: lent by
-                // `receive_buffer`, so that the read that finishes the frame can take what
-                // comes next in the same system call. Only for frames larger than a receive
-                // block (a small frame's few missing bytes are not worth a larger allocation;
-                // measured, 1 KiB frames in 64 KiB reads: 4.7 instructions more per message
-                // with it) and up to `SHRINK_ABOVE` (a larger frame's allocation would stay
-                // pinned by the receive buffer's tail after the message is gone).
-                // As much again as the frame's own room, so bounded the same way (by bytes that
-                // arrived, never by the declared length: a fuzzer's 22 bytes declaring 64 KiB
-                // had this reserve 64 KiB when it was sized by the frame).
                 let room = len.min((2 * data.len()).max(self.last_spanning_frame));
-                let ahead = if (RECEIVE_BLOCK + 1..=SHRINK_ABOVE).contains(&len) {
-                    room
+                // Twice that for a frame of more than a receive block and at most
+                // `SHRINK_ABOVE`: the rest is room past the frame, which `receive_buffer` lends
+                // so that the read finishing the frame also takes what follows it. Bounded like
+                // the frame's own room, by bytes that arrived (the fuzzer caught a version
+                // sized by the declared length: 22 bytes declaring 64 KiB reserved 64 KiB).
+                // Not for smaller frames (their few missing bytes are not worth a larger
+                // allocation; measured, 1 KiB frames in 64 KiB reads: 4.7 instructions more
+                // per message), nor larger ones (their allocation would stay pinned by the
+                // buffer's tail after the message is gone).
+                let room = if (RECEIVE_BLOCK + 1..=SHRINK_ABOVE).contains(&len) {
+                    2 * room
                 } else {
-                    0
+                    room
                 };
-                let room = room + ahead;
                 if self.frame.is_some_and(|f| f.assembled) {
                     self.assembly.reserve(room);
                 } else {
@@ -1032,7 +1043,7 @@ impl Connection {
             let payloads = self.inbuf.split_to(filled).freeze();
             self.ready.add(first, payloads, &mut self.events);
         }
-        let outcome = invalid.map_or(Ok(()), |e: crate::utf8::InvalidUtf8| Err(e.into()));
+        let outcome = invalid.map_or(Ok(()), |e: InvalidUtf8| Err(e.into()));
         (at.addr() - data.as_ptr().addr(), outcome)
     }
 
@@ -1300,13 +1311,8 @@ impl Connection {
         let available = self.inbuf.len().min(frame.remaining);
         if available > frame.unmasked {
             let fresh = &mut self.inbuf[frame.unmasked..available];
-            if let Some(key) = frame.key {
-                apply_mask(fresh, rotate_key(key, frame.taken + frame.unmasked));
-            }
-            if frame.text {
-                if let Err(e) = self.utf8.feed(fresh) {
-                    return Err(self.fail(e.into()));
-                }
+            if let Err(e) = frame.unmask_in_place(fresh, &mut self.utf8) {
+                return Err(self.fail(e.into()));
             }
             frame.unmasked = available;
         }
