@@ -86,34 +86,24 @@ proptest! {
             c.receive(Instant::ZERO, &wire).unwrap();
             sim::drain_events(&mut c)
         };
-        let chunked = {
+        // The same bytes in the given cuts. `in_place`: every piece the engine offers room for
+        // is read into its own buffer (`receive_buffer`, as the IO adapters read the rest of a
+        // large frame). Returns the events and how many bytes went in place.
+        let feed = |in_place: bool| {
             let mut c = Connection::server(config.clone(), Instant::ZERO);
             let mut rest = &wire[..];
-            let mut i = 0;
-            let mut events = Vec::new();
-            while !rest.is_empty() {
-                let n = cuts[i % cuts.len()].min(rest.len());
-                c.receive(Instant::ZERO, &rest[..n]).unwrap();
-                events.extend(sim::drain_events(&mut c));
-                rest = &rest[n..];
-                i += 1;
-            }
-            events
-        };
-        // The same cuts, with every piece the engine offers room for read into its own buffer
-        // (`receive_buffer`, as the IO adapters read the rest of a large frame).
-        let in_place = {
-            let mut c = Connection::server(config, Instant::ZERO);
-            let mut rest = &wire[..];
-            let mut i = 0;
             let mut events = Vec::new();
             let mut filled_in_place = 0;
-            while !rest.is_empty() {
-                let n = cuts[i % cuts.len()].min(rest.len());
-                match c.receive_buffer(n) {
+            for &cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let n = cut.min(rest.len());
+                let room = if in_place { c.receive_buffer(n) } else { None };
+                match room {
                     Some(mut room) => {
                         let k = room.remaining_mut().min(n);
-                        prop_assert!(k > 0);
+                        assert!(k > 0, "receive_buffer offered no room");
                         room.put_slice(&rest[..k]);
                         c.receive_filled(Instant::ZERO, room).unwrap();
                         rest = &rest[k..];
@@ -125,20 +115,21 @@ proptest! {
                     }
                 }
                 events.extend(sim::drain_events(&mut c));
-                i += 1;
             }
-            // A frame with 40 payload bytes or more has a cut inside its payload when every
-            // cut is under 20 bytes: the rest of it is offered room.
-            let long_frame = messages.iter().any(|(kind, payload, fragments)| match kind {
-                0 => payload.len() >= 40,
-                1 => false,
-                _ => payload.len().div_ceil(*fragments) >= 40,
-            });
-            if long_frame && cuts.iter().all(|&c| c < 20) {
-                prop_assert!(filled_in_place > 0);
-            }
-            events
+            (events, filled_in_place)
         };
+        let (chunked, _) = feed(false);
+        let (in_place, filled_in_place) = feed(true);
+        // A frame with 40 payload bytes or more has a cut inside its payload when every cut
+        // is under 20 bytes: the rest of it is offered room.
+        let long_frame = messages.iter().any(|(kind, payload, fragments)| match kind {
+            0 => payload.len() >= 40,
+            1 => false,
+            _ => payload.len().div_ceil(*fragments) >= 40,
+        });
+        if long_frame && cuts.iter().all(|&c| c < 20) {
+            prop_assert!(filled_in_place > 0);
+        }
         prop_assert_eq!(&whole, &chunked);
         prop_assert_eq!(&whole, &in_place);
         prop_assert_eq!(whole.iter().filter(|e| !matches!(e, Event::Ping(_))).count(), messages.iter().filter(|m| m.0 != 0).count());
