@@ -461,10 +461,11 @@ impl Connection {
         Self::new(Role::Client, config, Some(MaskKeys::new(random)), now)
     }
 
-    /// A client-side engine drawing mask keys from the operating system.
+    /// A client-side engine drawing mask keys from a ChaCha12 stream keyed by the operating
+    /// system ([`OsSeededRandom`](crate::random::OsSeededRandom)).
     #[cfg(feature = "std")]
     pub fn client_os_random(config: Config, now: Instant) -> Self {
-        Self::client(config, Box::new(crate::random::OsRandom), now)
+        Self::client(config, Box::new(crate::random::OsSeededRandom::new()), now)
     }
 
     fn new(role: Role, config: Config, keys: Option<MaskKeys>, now: Instant) -> Self {

@@ -157,17 +157,10 @@ pub fn config() -> Config {
     }
 }
 
-/// A client engine with a cheap deterministic key source (the OS source would measure a
-/// system call per 64 frames, not the engine).
+/// A client engine as applications get one: mask keys from the crate's default source (a
+/// ChaCha12 stream keyed by the OS), as the peers draw theirs from their own defaults.
 pub fn client_engine() -> Connection {
-    let mut rng = Rng::new(7);
-    let random = move |buf: &mut [u8]| {
-        for chunk in buf.chunks_mut(8) {
-            let r = rng.next().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
-    };
-    Connection::client(config(), Box::new(random), Instant::ZERO)
+    Connection::client_os_random(config(), Instant::ZERO)
 }
 
 /// A payload as `Bytes` that costs nothing to clone or drop (static storage, leaked once per
