@@ -9,6 +9,8 @@
 mod alloc_count;
 #[path = "../fuzz/src/connection.rs"]
 mod connection;
+#[path = "../fuzz/src/differential.rs"]
+mod differential;
 #[path = "../fuzz/src/frame_parse.rs"]
 mod frame_parse;
 #[path = "../fuzz/src/handshake.rs"]
@@ -33,6 +35,94 @@ fn replay_seeds(target: &str, run: fn(&[u8])) {
         }
     }
     assert!(n > 0, "no seeds in {}", dir.display());
+}
+
+#[test]
+fn differential_seeds() {
+    replay_seeds("differential", differential::run);
+}
+
+/// The differential harness's verdicts: a real difference is one, the documented ones are
+/// not, and only under their own conditions.
+#[test]
+fn differential_tells_real_differences_from_documented_ones() {
+    use differential::{agree, End, Logical};
+    let message = Logical::Message {
+        text: false,
+        data: b"abc".to_vec(),
+    };
+    let made_up = Logical::Close(Some((1002, "Protocol violation".to_owned())));
+    // Real differences.
+    assert!(!agree(
+        &(vec![message.clone()], End::Waiting),
+        &(vec![], End::Failed(1002))
+    ));
+    assert!(!agree(
+        &(vec![], End::Failed(1002)),
+        &(vec![], End::Failed(1007))
+    ));
+    assert!(!agree(&(vec![], End::Closed), &(vec![], End::Waiting)));
+    // tungstenite makes up a 1002 Close for a forbidden code; wsframe fails with 1002.
+    assert!(agree(
+        &(vec![message.clone()], End::FailedOnCloseCode(1005)),
+        &(vec![message.clone(), made_up.clone()], End::Closed)
+    ));
+    // ... but not for a code it was right to accept, nor with other events before.
+    assert!(!agree(
+        &(vec![], End::Failed(1002)),
+        &(vec![made_up.clone()], End::Closed)
+    ));
+    assert!(!agree(
+        &(vec![], End::FailedOnCloseCode(1005)),
+        &(vec![message.clone(), made_up.clone()], End::Closed)
+    ));
+    // 1014 (IANA, after RFC 6455): wsframe delivers it, tungstenite makes up 1002.
+    let gateway = Logical::Close(Some((1014, String::new())));
+    assert!(agree(
+        &(vec![gateway], End::Closed),
+        &(vec![made_up.clone()], End::Closed)
+    ));
+    let policy = Logical::Close(Some((1008, String::new())));
+    assert!(!agree(
+        &(vec![policy], End::Closed),
+        &(vec![made_up], End::Closed)
+    ));
+    // A Close reason that is not UTF-8: 1002 here, 1007 there.
+    assert!(agree(
+        &(vec![], End::FailedOnCloseReason),
+        &(vec![], End::Failed(1007))
+    ));
+    assert!(!agree(
+        &(vec![], End::FailedOnCloseReason),
+        &(vec![], End::Waiting)
+    ));
+}
+
+/// wsframe judges a frame from its header (and text as it arrives) where tungstenite waits for
+/// the whole frame: the harness finishes the frame for tungstenite and holds it to the same
+/// verdict. Checked here on the two readers directly.
+#[test]
+fn tungstenite_reaches_wsframes_early_verdict_once_the_frame_is_whole() {
+    use differential::{read_wsframe, End, Tungstenite};
+    // Server-bound frames of 100 bytes of which 6 arrived: binary with RSV1 set, and text whose
+    // third byte can never be UTF-8.
+    let mut rsv = masked(2, true, &[b'z'; 100], [1, 2, 3, 4]);
+    rsv[0] |= 0x40;
+    let mut text = b"ab\xffcd".to_vec();
+    text.resize(100, b'e');
+    let text = masked(1, true, &text, [9, 8, 7, 6]);
+    for (frame, code) in [(&rsv, 1002), (&text, 1007)] {
+        let (partial, rest) = frame.split_at(12);
+        assert_eq!(
+            read_wsframe(partial, true, 1024, 4096),
+            (vec![], End::Failed(code))
+        );
+        let mut theirs = Tungstenite::new(true, 1024, 4096, 7, 0);
+        assert_eq!(theirs.read(partial), End::Waiting);
+        assert_eq!(theirs.read(rest), End::Failed(code));
+        // The whole harness, which finishes the frame for tungstenite itself.
+        differential::run(&[&[0x04][..], partial].concat());
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 pub mod alloc_count;
 pub mod connection;
+pub mod differential;
 pub mod frame_parse;
 pub mod handshake;
 pub mod wire;
