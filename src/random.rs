@@ -158,9 +158,9 @@ mod tests {
 
     #[test]
     fn seeded_stream_bytes_are_evenly_spread() {
-        // 64 KiB: each byte value is expected 256 times (standard deviation 16); a broken
-        // stream (zeros, a counter, a short cycle) lands far outside these bounds, a working
-        // one never does (7 deviations).
+        // 64 KiB: each byte value is expected 256 times (standard deviation 16). A stream of
+        // zeros or of small numbers in wide words lands far outside these bounds, a working one
+        // never does (7 deviations); a short cycle is the test above's to catch.
         let bytes = stream(&mut OsSeededRandom::new(), 64 << 10);
         let mut counts = [0u32; 256];
         for &byte in &bytes {
