@@ -1,7 +1,7 @@
 //! `connection`: a client engine and a server engine wired to each other, driven by a structured
 //! sequence of operations (decoded with `arbitrary`): sends (text, binary, prepared), pings,
-//! closes, partial and vectored writes in either direction, event draining, clock steps, write
-//! timeouts and end-of-file.
+//! closes, partial and vectored writes in either direction, event draining (then
+//! `release_idle_memory`), clock steps, write timeouts and end-of-file.
 //!
 //! Both engines are correct peers of each other, so on top of the per-stream checks:
 //!
@@ -301,7 +301,14 @@ impl Pair {
                     }
                 }
             }
-            Op::Events { side } => self.events(side),
+            Op::Events { side } => {
+                self.events(side);
+                // Drained, as an adapter is before it waits, which is when it frees what the
+                // engine need not hold (not a new operation: the committed inputs keep their
+                // meaning).
+                let (a, _) = idx(side);
+                self.peers[a].conn.release_idle_memory();
+            }
             Op::Tick { ms } => {
                 self.now = self.now + Duration::from_millis(ms as u64);
                 for side in [Side::Client, Side::Server] {
