@@ -54,48 +54,80 @@ fn differential_tells_real_differences_from_documented_ones() {
     let made_up = Logical::Close(Some((1002, "Protocol violation".to_owned())));
     // Real differences.
     assert!(!agree(
+        b"",
+        true,
         &(vec![message.clone()], End::Waiting),
         &(vec![], End::Failed(1002))
     ));
     assert!(!agree(
+        b"",
+        true,
         &(vec![], End::Failed(1002)),
         &(vec![], End::Failed(1007))
     ));
-    assert!(!agree(&(vec![], End::Closed), &(vec![], End::Waiting)));
+    assert!(!agree(
+        b"",
+        true,
+        &(vec![], End::Closed),
+        &(vec![], End::Waiting)
+    ));
     // tungstenite makes up a 1002 Close for a forbidden code; wsframe fails with 1002.
     assert!(agree(
+        b"",
+        true,
         &(vec![message.clone()], End::FailedOnCloseCode(1005)),
         &(vec![message.clone(), made_up.clone()], End::Closed)
     ));
     // ... but not for a code it was right to accept, nor with other events before.
     assert!(!agree(
+        b"",
+        true,
         &(vec![], End::Failed(1002)),
         &(vec![made_up.clone()], End::Closed)
     ));
     assert!(!agree(
+        b"",
+        true,
         &(vec![], End::FailedOnCloseCode(1005)),
         &(vec![message.clone(), made_up.clone()], End::Closed)
     ));
     // 1014 (IANA, after RFC 6455): wsframe delivers it, tungstenite makes up 1002.
     let gateway = Logical::Close(Some((1014, String::new())));
     assert!(agree(
+        b"",
+        true,
         &(vec![gateway], End::Closed),
         &(vec![made_up.clone()], End::Closed)
     ));
     let policy = Logical::Close(Some((1008, String::new())));
     assert!(!agree(
+        b"",
+        true,
         &(vec![policy], End::Closed),
         &(vec![made_up], End::Closed)
     ));
     // A Close reason that is not UTF-8: 1002 here, 1007 there.
     assert!(agree(
+        b"",
+        true,
         &(vec![], End::FailedOnCloseReason),
         &(vec![], End::Failed(1007))
     ));
     assert!(!agree(
+        b"",
+        true,
         &(vec![], End::FailedOnCloseReason),
         &(vec![], End::Waiting)
     ));
+    // A frame over the size limit that breaks another rule too (RSV1 set): tungstenite reports
+    // the size, wsframe the other rule, which it still reports with no limits at all.
+    let mut rsv = masked(2, true, &[0; 100], [1, 2, 3, 4]);
+    rsv[0] |= 0x40;
+    let failed = |code| (vec![], End::Failed(code));
+    assert!(agree(&rsv, true, &failed(1002), &failed(1009)));
+    // Over the limit and nothing else: no other rule to have checked first.
+    let plain = masked(2, true, &[0; 100], [1, 2, 3, 4]);
+    assert!(!agree(&plain, true, &failed(1002), &failed(1009)));
 }
 
 /// wsframe judges a frame from its header (and text as it arrives) where tungstenite waits for
