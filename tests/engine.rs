@@ -471,37 +471,44 @@ fn idle_connection_releases_large_receive_buffers() {
     drop(drain_events(&mut server));
 }
 
-/// Reads of a busy connection share a block of the receive buffer; the first read after
-/// `release_idle_memory` (an adapter about to wait) gets only what it needs, so that releasing
-/// at every wait does not cost a block's allocation per message.
+/// Reads of a busy connection share a block of the receive buffer; its first read, and the
+/// first after `release_idle_memory` or `trim_memory` (an adapter about to wait), get only what
+/// they need: a connection that goes quiet after a message or two holds no block, and
+/// releasing at every wait does not cost a block's allocation per message.
 #[test]
 fn first_read_after_a_release_reserves_only_what_it_needs() {
     let mut server = Connection::server(quiet(), Instant::ZERO);
     let message = client_frame(true, 2, &[5; 16]);
-    server.receive(Instant::ZERO, &message).unwrap();
-    assert!(
-        server.receive_buffer_capacity() >= 2048,
-        "a busy connection's reads share a block"
-    );
-    drop(drain_events(&mut server));
-    for _ in 0..3 {
-        server.release_idle_memory();
-        assert_eq!(server.receive_buffer_capacity(), 0);
+    let exact = |server: &mut Connection| {
         server.receive(Instant::ZERO, &message).unwrap();
         // The 22 bytes read, less the 16 of payload split off with the message.
         assert!(server.receive_buffer_capacity() <= message.len());
-        assert_eq!(
-            drain_events(&mut server),
-            [Event::Binary(vec![5; 16].into())]
+        assert_eq!(drain_events(server), [Event::Binary(vec![5; 16].into())]);
+    };
+    let block = |server: &mut Connection| {
+        server.receive(Instant::ZERO, &message).unwrap();
+        assert!(
+            server.receive_buffer_capacity() >= 2048,
+            "a busy connection's reads share a block"
         );
+        assert_eq!(drain_events(server), [Event::Binary(vec![5; 16].into())]);
+    };
+    exact(&mut server);
+    block(&mut server);
+    block(&mut server);
+    for _ in 0..3 {
+        server.release_idle_memory();
+        assert_eq!(server.receive_buffer_capacity(), 0);
+        exact(&mut server);
     }
     // Without a release in between, the next read takes a block again.
-    server.receive(Instant::ZERO, &message).unwrap();
-    assert!(server.receive_buffer_capacity() >= 2048);
-    assert_eq!(
-        drain_events(&mut server),
-        [Event::Binary(vec![5; 16].into())]
-    );
+    block(&mut server);
+    for _ in 0..3 {
+        server.trim_memory();
+        assert_eq!(server.receive_buffer_capacity(), 0);
+        exact(&mut server);
+    }
+    block(&mut server);
 }
 
 /// A frame that spans reads reserves room by what arrived: twice the read for the first such

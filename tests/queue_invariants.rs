@@ -16,6 +16,8 @@ enum Step {
     /// `release_idle_memory`, as an adapter calls it before it sleeps: it may free only what
     /// is empty, never change what goes out.
     Release,
+    /// `trim_memory`, as a busy connection's adapter calls it before it sleeps: the same.
+    Trim,
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -34,6 +36,9 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
                 }
                 if w % 4 == 0 {
                     out.push(Step::Release);
+                }
+                if w % 5 == 0 {
+                    out.push(Step::Trim);
                 }
             }
             out
@@ -86,6 +91,7 @@ proptest! {
                 }
                 Step::Write(n) => write_some(&mut server, n, &mut wire),
                 Step::Release => server.release_idle_memory(),
+                Step::Trim => server.trim_memory(),
             }
         }
         write_some(&mut server, usize::MAX, &mut wire);

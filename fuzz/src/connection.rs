@@ -129,6 +129,8 @@ struct Peer {
     ended: Option<Ended>,
     /// Our Close was accepted by `close()`.
     close_called: bool,
+    /// The next drain trims instead of releasing (they alternate; see `Op::Events`).
+    trim_next: bool,
 }
 
 impl Peer {
@@ -159,6 +161,7 @@ impl Peer {
             pongs_matched: 0,
             ended: None,
             close_called: false,
+            trim_next: false,
         }
     }
 }
@@ -304,10 +307,16 @@ impl Pair {
             Op::Events { side } => {
                 self.events(side);
                 // Drained, as an adapter is before it waits, which is when it frees what the
-                // engine need not hold (not a new operation: the committed inputs keep their
-                // meaning).
+                // engine need not hold: all of it once quiet, the larger part while busy (not
+                // a new operation: the committed inputs keep their meaning).
                 let (a, _) = idx(side);
-                self.peers[a].conn.release_idle_memory();
+                let peer = &mut self.peers[a];
+                if peer.trim_next {
+                    peer.conn.trim_memory();
+                } else {
+                    peer.conn.release_idle_memory();
+                }
+                peer.trim_next = !peer.trim_next;
             }
             Op::Tick { ms } => {
                 self.now = self.now + Duration::from_millis(ms as u64);

@@ -210,8 +210,10 @@ fn drive(client: bool, setup: &Setup, input: &[u8], mode: Mode) -> Outcome {
             d.pump(4);
             // An adapter about to wait for input frees what the engine need not hold; it must
             // change nothing the application or the peer sees.
-            if d.rng.size(3) == 1 {
-                d.conn.release_idle_memory();
+            match d.rng.size(3) {
+                1 => d.conn.release_idle_memory(),
+                2 => d.conn.trim_memory(),
+                _ => {}
             }
         }
     }

@@ -1,9 +1,13 @@
 //! Heap held per idle server connection, for wsframe's Tokio adapter and the peers: every
 //! allocation in the process goes through a counting allocator; N clients (plain blocking
-//! sockets, no library, so only the servers' memory moves) connect, shake hands, exchange one
-//! 16-byte message and go idle; the heap growth divided by N is what one idle connection costs
+//! sockets, no library, so only the servers' memory moves) connect, shake hands, exchange
+//! 16-byte messages and go idle; the heap growth divided by N is what one idle connection costs
 //! its server: the library's buffers and state plus Tokio's per-task and per-socket share,
 //! which "raw-tcp" (an echo task with no WebSocket, holding no buffer while idle) shows alone.
+//!
+//! Two columns: after one echo (a subscriber that sent one request and now only waits), and
+//! after 16 (a connection that was busy and went quiet, with no timer firing since: what a
+//! library keeps between messages is still held).
 //!
 //!   cargo bench --manifest-path benches/peers/Cargo.toml --bench idle_heap
 
@@ -51,6 +55,9 @@ static ALLOCATOR: Counting = Counting;
 
 const CONNECTIONS: usize = 200;
 
+/// The echoes before going idle, one measurement each.
+const ECHOES: [usize; 2] = [1, 16];
+
 fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
@@ -66,32 +73,37 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    println!("heap held per idle server connection ({CONNECTIONS} connections each, after one 16 B echo)");
+    println!(
+        "heap held per idle server connection ({CONNECTIONS} connections each), after 16 B echoes"
+    );
+    println!("{:>23}  {:>22}  {:>22}", "", "after 1", "after 16");
     for library in LIBRARIES {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == library) {
             continue;
         }
         let port = runtime.block_on(spawn_server(library));
-        let mut clients = Vec::with_capacity(CONNECTIONS);
         // Warm-up connection: lazily created runtime structures are not billed to the library.
         let mut warm = raw_client(port);
         raw_round_trip(&mut warm, library != "raw-tcp");
         settle();
-        let before = HELD.load(Ordering::Relaxed);
-        for _ in 0..CONNECTIONS {
-            let mut client = raw_client(port);
-            raw_round_trip(&mut client, library != "raw-tcp");
-            clients.push(client);
+        let mut row = format!("{library:>23}:");
+        for echoes in ECHOES {
+            let before = HELD.load(Ordering::Relaxed);
+            let mut clients = Vec::with_capacity(CONNECTIONS);
+            for _ in 0..CONNECTIONS {
+                let mut client = raw_client(port);
+                for _ in 0..echoes {
+                    raw_round_trip(&mut client, library != "raw-tcp");
+                }
+                clients.push(client);
+            }
+            settle();
+            let per = (HELD.load(Ordering::Relaxed) - before) as f64 / CONNECTIONS as f64;
+            row += &format!(" {:>9.0} bytes ({:>5.1} KiB)", per, per / 1024.0);
+            drop(clients);
+            settle();
         }
-        settle();
-        let after = HELD.load(Ordering::Relaxed);
-        let per = (after - before) as f64 / CONNECTIONS as f64;
-        println!(
-            "{library:>18}: {:>9.0} bytes ({:.1} KiB)",
-            per,
-            per / 1024.0
-        );
-        drop(clients);
+        println!("{row}");
         drop(warm);
         settle();
     }

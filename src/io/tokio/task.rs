@@ -129,6 +129,7 @@ pub fn start(
         write_deadline: None,
         write_blocked: false,
         read_closed: false,
+        active_since_wait: false,
         read_size: config.read_buffer_size.max(512),
         read_buf: BurstBuffer::default(),
         timer: Box::pin(sleep_until(epoch)),
@@ -571,6 +572,10 @@ struct Driver {
     /// The last write would have blocked: wait for writability.
     write_blocked: bool,
     read_closed: bool,
+    /// The last wait ended with input or a command: the next sleep only trims the engine's
+    /// memory (`Connection::trim_memory`); a sleep after a quiet wake (a timer, a nudge)
+    /// releases all it can.
+    active_since_wait: bool,
     /// The most bytes one read takes (`IoConfig::read_buffer_size`).
     read_size: usize,
     /// Where reads land during a burst of input; empty while the connection waits for input
@@ -656,9 +661,14 @@ impl Driver {
                 return Poll::Ready(Woke::Nudge);
             }
             if !idle_released {
-                // The task is about to sleep: what an idle connection need not hold goes.
+                // The task is about to sleep: what a waiting connection need not hold goes,
+                // except, while it is busy, the small queues the next message reuses.
                 idle_released = true;
-                self.conn.release_idle_memory();
+                if core::mem::take(&mut self.active_since_wait) {
+                    self.conn.trim_memory();
+                } else {
+                    self.conn.release_idle_memory();
+                }
             }
             Poll::Pending
         });
@@ -698,14 +708,20 @@ impl Driver {
                         .transport_failed(now, TransportError::Io(io_detail("write", &e)));
                 }
             }
-            Woke::Readable(Ok(())) => self.read(),
+            Woke::Readable(Ok(())) => {
+                self.active_since_wait = true;
+                self.read()
+            }
             Woke::Readable(Err(e)) => {
                 self.read_closed = true;
                 let now = self.now();
                 self.conn
                     .transport_failed(now, TransportError::Io(io_detail("read", &e)));
             }
-            Woke::Command(Some(message)) => self.queue(message),
+            Woke::Command(Some(message)) => {
+                self.active_since_wait = true;
+                self.queue(message)
+            }
             Woke::Command(None) => self.commands_open = false,
             Woke::Nudge => {}
         }
@@ -859,8 +875,10 @@ impl Driver {
         }
     }
 
-    /// Takes every engine event into the backlog, then moves what fits into the channel.
+    /// Takes every engine event to the application: into the channel while it has room and
+    /// nothing waits before them, else into the backlog, which goes first next time.
     fn pump_events(&mut self) {
+        self.drain_backlog();
         loop {
             // Taking the peer's Close queues its echo: leave it in the engine until the
             // application has caught up with the events before it (module docs).
@@ -884,13 +902,29 @@ impl Driver {
                     }
                 }
                 Event::Ended(ended) => self.ended = Some(*ended),
-                event => self.backlog.push_back(event),
+                event => self.deliver(event),
             }
         }
-        if self.events.is_closed() {
-            self.backlog.clear();
+    }
+
+    /// Hands one event to the application, in order behind the backlog (performance: with
+    /// the channel keeping up, the usual case, an event never passes through the backlog,
+    /// which saves a push, a pop and, since `wait` frees an empty backlog, an allocation).
+    fn deliver(&mut self, event: Event) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(event);
             return;
         }
+        match self.events.try_send(event) {
+            Ok(()) => self.delivered += 1,
+            Err(mpsc::error::TrySendError::Full(event)) => self.backlog.push_back(event),
+            // Nobody receives any more.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Moves what fits of the backlog into the event channel.
+    fn drain_backlog(&mut self) {
         while let Some(event) = self.backlog.pop_front() {
             match self.events.try_send(event) {
                 Ok(()) => self.delivered += 1,
