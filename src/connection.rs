@@ -1673,6 +1673,14 @@ impl Connection {
     // ----- output: events ------------------------------------------------------------------
 
     /// The next event, in the order things happened. `Ended` is always the last.
+    ///
+    /// A message's payload is a slice of the buffer its read landed in, shared with the other
+    /// messages of that read: keeping the `Bytes` keeps that whole buffer (up to the size of
+    /// the read, 64 KiB with the Tokio adapter's default). An application that holds many small
+    /// messages for long, such as a relay queueing them for a slow subscriber, should keep
+    /// copies (`Bytes::copy_from_slice`) so that its memory is what the messages weigh; the
+    /// engine does not copy them itself because a copy costs an allocation per message
+    /// (measured: about 220 more instructions per 16-byte message).
     // Inline across crates (performance): it runs once per message, and out of line the event
     // is moved through memory twice more.
     #[inline]
