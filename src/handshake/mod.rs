@@ -208,28 +208,9 @@ fn is_field_value(value: &[u8]) -> bool {
 fn parse_extensions(value: &[u8]) -> Option<Vec<&str>> {
     let text = core::str::from_utf8(value).ok()?;
     let mut offers = Vec::new();
-    let mut start = 0;
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, b) in text.bytes().enumerate() {
-        if quoted {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => quoted = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            quoted = true;
-        } else if b == b',' {
-            push_extension(&text[start..i], &mut offers)?;
-            start = i + 1;
-        }
+    for item in split_unquoted(text, b',')? {
+        push_extension(item, &mut offers)?;
     }
-    if quoted {
-        return None;
-    }
-    push_extension(&text[start..], &mut offers)?;
     Some(offers)
 }
 
@@ -239,7 +220,7 @@ fn push_extension<'a>(item: &'a str, offers: &mut Vec<&'a str>) -> Option<()> {
     if item.is_empty() {
         return Some(());
     }
-    let mut parts = split_params(item).into_iter();
+    let mut parts = split_unquoted(item, b';')?.into_iter();
     let name = parts.next()?;
     if !is_token(trim_str(name).as_bytes()) {
         return None;
@@ -262,13 +243,14 @@ fn push_extension<'a>(item: &'a str, offers: &mut Vec<&'a str>) -> Option<()> {
     Some(())
 }
 
-/// Splits an extension offer at semicolons outside quoted strings.
-fn split_params(item: &str) -> Vec<&str> {
+/// Splits `text` at each `separator` outside quoted strings, where a backslash escapes the
+/// next character (RFC 7230 section 3.2.6). `None` if a quoted string is left open.
+fn split_unquoted(text: &str, separator: u8) -> Option<Vec<&str>> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut quoted = false;
     let mut escaped = false;
-    for (i, b) in item.bytes().enumerate() {
+    for (i, b) in text.bytes().enumerate() {
         if quoted {
             match b {
                 _ if escaped => escaped = false,
@@ -278,13 +260,16 @@ fn split_params(item: &str) -> Vec<&str> {
             }
         } else if b == b'"' {
             quoted = true;
-        } else if b == b';' {
-            parts.push(&item[start..i]);
+        } else if b == separator {
+            parts.push(&text[start..i]);
             start = i + 1;
         }
     }
-    parts.push(&item[start..]);
-    parts
+    if quoted {
+        return None;
+    }
+    parts.push(&text[start..]);
+    Some(parts)
 }
 
 fn is_quoted_string(v: &str) -> bool {
@@ -545,6 +530,11 @@ mod tests {
             ])
         );
         assert_eq!(parse_extensions(b""), Some(alloc::vec![]));
+        // Neither separator splits inside quotes, nor does an escaped quote end them.
+        assert_eq!(
+            parse_extensions(b"x; a=\"1;2\", y; b=\"q\\\"; ,\""),
+            Some(alloc::vec!["x; a=\"1;2\"", "y; b=\"q\\\"; ,\""])
+        );
         assert_eq!(parse_extensions(b"a; b=\"unterminated"), None);
         assert_eq!(parse_extensions(b"a b"), None);
         assert_eq!(parse_extensions(b"a; =1"), None);
