@@ -242,17 +242,19 @@ mod uninit_tests {
 
     #[test]
     fn copy_masked_uninit_matches_reference_at_every_length_and_offset() {
-        let key = [0x9e, 0x37, 0x79, 0xb9];
-        for len in 0..300 {
-            let src: Vec<u8> = (0..len + 7).map(|i| (i * 37 + len) as u8).collect();
-            for offset in 0..7 {
-                let src = &src[offset..offset + len];
-                let mut expected = src.to_vec();
-                apply_mask_reference(&mut expected, key);
-                let mut dst: Vec<MaybeUninit<u8>> = Vec::with_capacity(len + 3);
-                dst.resize(len + 3, MaybeUninit::uninit());
-                let got = copy_masked_uninit(&mut dst[3..], src, key);
-                assert_eq!(got, &expected[..], "len {len} offset {offset}");
+        // Distinct key bytes, so that a word masked at the wrong key phase shows.
+        for key in [[0x9e, 0x37, 0x79, 0xb9], [0x01, 0x80, 0xff, 0x00]] {
+            for len in 0..300 {
+                let src: Vec<u8> = (0..len + 7).map(|i| (i * 37 + len) as u8).collect();
+                for offset in 0..7 {
+                    let src = &src[offset..offset + len];
+                    let mut expected = src.to_vec();
+                    apply_mask_reference(&mut expected, key);
+                    let mut dst: Vec<MaybeUninit<u8>> = Vec::with_capacity(len + 3);
+                    dst.resize(len + 3, MaybeUninit::uninit());
+                    let got = copy_masked_uninit(&mut dst[3..], src, key);
+                    assert_eq!(got, &expected[..], "len {len} offset {offset} key {key:x?}");
+                }
             }
         }
     }
