@@ -55,8 +55,8 @@ use crate::random::MaskKeys;
 const STAGING_BLOCK: usize = 8 << 10;
 
 /// The staging buffer keeps a capacity up to this much when its last frame is written, for the
-/// next frames; more is given back at once. `release_empty_storage` frees it whatever its size, so an
-/// idle connection that calls it keeps nothing. (Performance: one allocation and free per large
+/// next frames; more is given back at once. `release_empty_storage(0)` frees it whatever its
+/// size, so an idle connection keeps nothing. (Performance: one allocation and free per large
 /// frame avoided, which glibc makes dear from 64 KiB up by consolidating its heap on the free.
 /// Measured with 64 KiB masked sends: 2.96 -> 2.81 us per four. At 1 MiB no difference could
 /// be measured, the masking itself taking 16 us, so larger buffers are not kept.)
