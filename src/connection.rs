@@ -567,11 +567,9 @@ impl Connection {
             self.ready.records = Vec::new();
         }
         if self.inbuf.is_empty() && self.frame.is_none() {
-            if self.inbuf.capacity() > 0 {
-                self.inbuf = BytesMut::new();
-            }
-            // Also when the buffer has no room left (the last payloads filled it): the next
-            // read reserves only what it needs either way.
+            // Even with no room left, an emptied buffer still shares the allocation that the
+            // last payloads were split from, and would keep it alive after them.
+            self.inbuf = BytesMut::new();
             self.inbuf_released = true;
         }
         if self.assembly.is_empty() && self.assembly.capacity() > keep {

@@ -144,3 +144,38 @@ fn trim_frees_what_a_burst_grew() {
     server.release_idle_memory();
     assert_eq!(held(), after_release, "release_idle_memory kept storage");
 }
+
+/// Once every message is taken and dropped, `release_idle_memory` leaves the connection holding
+/// what it held when new, however the frames were cut into reads: no emptied buffer keeps the
+/// allocation its payloads came from.
+#[test]
+fn release_leaves_nothing_behind_whatever_the_reads() {
+    for size in [0, 1, 16, 125, 126, 1000, 4096, 5000, 70_000] {
+        let frame = client_frame(true, 2, &vec![3; size]);
+        let input: Vec<u8> = frame
+            .iter()
+            .copied()
+            .cycle()
+            .take(frame.len() * 3)
+            .collect();
+        for read in [1, 7, 100, 4096, 65_536] {
+            let before = held();
+            let mut server = Connection::server(quiet(), Instant::ZERO);
+            let fresh = held();
+            for chunk in input.chunks(read) {
+                server.receive(Instant::ZERO, chunk).unwrap();
+                while let Some(event) = server.poll_event() {
+                    assert!(matches!(event, Event::Binary(ref b) if b.len() == size));
+                }
+            }
+            server.release_idle_memory();
+            let kept = held() - fresh;
+            assert_eq!(
+                kept, 0,
+                "{size}-byte frames in {read}-byte reads: {kept} bytes kept after the release"
+            );
+            drop(server);
+            assert_eq!(held(), before);
+        }
+    }
+}
