@@ -555,8 +555,8 @@ impl Connection {
         self.release_empty_storage(TRIM_KEEPS_UP_TO);
     }
 
-    /// Frees the storage of every empty queue holding more than `keep` bytes, and the receive
-    /// buffer whatever its size (the next read after it reserves only what it needs).
+    /// Frees the storage of every empty queue holding more than `keep` bytes, and the empty
+    /// payload buffers whatever their size (the next read reserves only what it needs).
     fn release_empty_storage(&mut self, keep: usize) {
         if self.events.is_empty() && self.events.capacity() * size_of::<Event>() > keep {
             self.events = VecDeque::new();
@@ -566,13 +566,14 @@ impl Connection {
         if records.is_empty() && records.capacity() * size_of::<u32>() > keep {
             self.ready.records = Vec::new();
         }
+        // The two payload buffers go whenever they are empty, whatever room they have left:
+        // an emptied one still shares the allocation that the last payloads (a whole message,
+        // for `assembly`) were split from, and would keep it alive after them.
         if self.inbuf.is_empty() && self.frame.is_none() {
-            // Even with no room left, an emptied buffer still shares the allocation that the
-            // last payloads were split from, and would keep it alive after them.
             self.inbuf = BytesMut::new();
             self.inbuf_released = true;
         }
-        if self.assembly.is_empty() && self.assembly.capacity() > keep {
+        if self.assembly.is_empty() {
             self.assembly = BytesMut::new();
         }
         self.out.release_empty_storage(keep);

@@ -146,36 +146,59 @@ fn trim_frees_what_a_burst_grew() {
 }
 
 /// Once every message is taken and dropped, `release_idle_memory` leaves the connection holding
-/// what it held when new, however the frames were cut into reads: no emptied buffer keeps the
+/// what it held when new, and `trim_memory` at most a few small queues more, however the
+/// messages were cut into frames and the frames into reads: no emptied buffer keeps the
 /// allocation its payloads came from.
 #[test]
 fn release_leaves_nothing_behind_whatever_the_reads() {
     for size in [0, 1, 16, 125, 126, 1000, 4096, 5000, 70_000] {
-        let frame = client_frame(true, 2, &vec![3; size]);
-        let input: Vec<u8> = frame
-            .iter()
-            .copied()
-            .cycle()
-            .take(frame.len() * 3)
-            .collect();
-        for read in [1, 7, 100, 4096, 65_536] {
-            let before = held();
-            let mut server = Connection::server(quiet(), Instant::ZERO);
-            let fresh = held();
-            for chunk in input.chunks(read) {
-                server.receive(Instant::ZERO, chunk).unwrap();
-                while let Some(event) = server.poll_event() {
-                    assert!(matches!(event, Event::Binary(ref b) if b.len() == size));
+        let payload = vec![3; size];
+        for fragments in [1, 3] {
+            // The message in `fragments` frames (the last one takes what is left).
+            let step = (size / fragments).max(1);
+            let mut message = Vec::new();
+            let pieces: Vec<&[u8]> = if size == 0 {
+                vec![&[]]
+            } else {
+                payload.chunks(step).collect()
+            };
+            for (i, piece) in pieces.iter().enumerate() {
+                let opcode = if i == 0 { 2 } else { 0 };
+                message.extend(client_frame(i + 1 == pieces.len(), opcode, piece));
+            }
+            let input: Vec<u8> = message
+                .iter()
+                .copied()
+                .cycle()
+                .take(message.len() * 3)
+                .collect();
+            for read in [1, 7, 100, 4096, 65_536] {
+                for trim in [false, true] {
+                    let case = format!(
+                        "{size}-byte messages in {fragments} fragment(s), {read}-byte reads"
+                    );
+                    let before = held();
+                    let mut server = Connection::server(quiet(), Instant::ZERO);
+                    let fresh = held();
+                    for chunk in input.chunks(read) {
+                        server.receive(Instant::ZERO, chunk).unwrap();
+                        while let Some(event) = server.poll_event() {
+                            assert!(matches!(event, Event::Binary(ref b) if b.len() == size));
+                        }
+                    }
+                    if trim {
+                        server.trim_memory();
+                        let kept = held() - fresh;
+                        assert!(kept <= 1024, "{case}: {kept} bytes kept after trim_memory");
+                    } else {
+                        server.release_idle_memory();
+                        let kept = held() - fresh;
+                        assert_eq!(kept, 0, "{case}: {kept} bytes kept after the release");
+                    }
+                    drop(server);
+                    assert_eq!(held(), before);
                 }
             }
-            server.release_idle_memory();
-            let kept = held() - fresh;
-            assert_eq!(
-                kept, 0,
-                "{size}-byte frames in {read}-byte reads: {kept} bytes kept after the release"
-            );
-            drop(server);
-            assert_eq!(held(), before);
         }
     }
 }
