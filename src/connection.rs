@@ -545,12 +545,13 @@ impl Connection {
     }
 
     /// [`release_idle_memory`](Self::release_idle_memory) for a connection that is busy but
-    /// about to wait: frees the receive buffer and every empty queue whose storage has grown
-    /// past 1 KiB (after a burst), and keeps the smaller ones, which the next message would
-    /// otherwise allocate again. So an adapter can call it before every wait and hold at most
-    /// 1 KiB per queue above the idle minimum, whether or not a timer ever tells it that the
-    /// connection went quiet (measured, 16-byte echo through the Tokio task adapter: 610 fewer
-    /// instructions a round trip than releasing everything, for 16 more bytes held while idle).
+    /// about to wait: frees the empty payload buffers (receive, fragment assembly) and every
+    /// empty queue whose storage has grown past 1 KiB (after a burst), and keeps the smaller
+    /// queues, which the next message would otherwise allocate again. So an adapter can call it
+    /// before every wait and hold at most 1 KiB per queue above the idle minimum, whether or
+    /// not a timer ever tells it that the connection went quiet (measured, 16-byte echo through
+    /// the Tokio task adapter: 610 fewer instructions a round trip than releasing everything,
+    /// for 16 more bytes held while idle).
     pub fn trim_memory(&mut self) {
         self.release_empty_storage(TRIM_KEEPS_UP_TO);
     }
