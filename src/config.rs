@@ -38,11 +38,13 @@ pub struct Config {
     /// wire for about 130 ms, well inside any keepalive budget, while the 4-10 byte header costs
     /// under 0.1 % of the bytes. Raise it on fast links if the per-frame cost shows up.
     pub max_send_fragment: usize,
-    /// Budget for data bytes queued and not yet written. A send that would exceed it is refused
-    /// and handed back. Control frames do not count (coalescing bounds them). Default 4 MiB.
+    /// Budget for data queued and not yet written: its payload bytes, and 64 bytes for each
+    /// message (so that it bounds the memory of many tiny messages as well). A send that would
+    /// exceed it is refused and handed back; an empty queue takes any one message. Control
+    /// frames do not count (coalescing bounds them). Default 4 MiB.
     pub max_outbound_bytes: usize,
-    /// When the queued data bytes drop to this or below after a refused send, the engine emits
-    /// [`Event::Writable`](crate::Event::Writable). Default 1 MiB.
+    /// When the queued data, counted as for the budget, drops to this or below after a refused
+    /// send, the engine emits [`Event::Writable`](crate::Event::Writable). Default 1 MiB.
     pub outbound_low_water: usize,
     /// When nothing has arrived for this long, queue a PING. `None` disables keepalive pings.
     /// Default 20 s.

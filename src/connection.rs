@@ -529,6 +529,13 @@ impl Connection {
         self.out.queued_bytes()
     }
 
+    /// What the queued data counts against [`Config::max_outbound_bytes`]: its payload bytes
+    /// and 64 bytes for each message (its bookkeeping), so that the budget bounds the memory
+    /// of many small messages too.
+    pub fn outbound_charge(&self) -> usize {
+        self.out.charged()
+    }
+
     /// Bytes of receive buffer the engine holds (for memory accounting per connection).
     pub fn receive_buffer_capacity(&self) -> usize {
         self.inbuf.capacity() + self.assembly.capacity()
@@ -1839,7 +1846,7 @@ impl Connection {
         match make(payload) {
             SendError::Backpressure { payload, .. } => SendError::Backpressure {
                 payload,
-                queued: self.out.queued_bytes(),
+                queued: self.out.charged(),
                 budget: self.config.max_outbound_bytes,
             },
             other => other,

@@ -108,7 +108,8 @@ pub enum SendError {
     Backpressure {
         /// The refused payload.
         payload: Bytes,
-        /// Data bytes queued at the time.
+        /// What the queued data counted against the budget at the time: payload bytes and 64
+        /// per message ([`Connection::outbound_charge`](crate::Connection::outbound_charge)).
         queued: usize,
         /// `max_outbound_bytes`.
         budget: usize,

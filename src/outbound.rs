@@ -54,6 +54,19 @@ use crate::random::MaskKeys;
 /// this size, and keeps at most this much.
 const STAGING_BLOCK: usize = 8 << 10;
 
+/// What each queued message counts against the outbound budget on top of its payload: about
+/// what its queue entry and header hold. Without it the budget would not bound the memory of
+/// many tiny messages (a 1-byte message holds some 80 bytes), nor at all that of empty ones,
+/// which count no payload bytes (the frame_parse fuzzer found an echo of 1-byte streamed chunks
+/// holding 36 bytes per byte received).
+pub(crate) const MESSAGE_CHARGE: usize = 64;
+
+/// What a message of `len` payload bytes counts against the outbound budget.
+#[inline]
+pub(crate) fn charge(len: usize) -> usize {
+    len.saturating_add(MESSAGE_CHARGE)
+}
+
 /// The staging buffer keeps a capacity up to this much when its last frame is written, for the
 /// next frames; more is given back at once. `release_empty_storage(0)` frees it whatever its
 /// size, so an idle connection keeps nothing. (Performance: one allocation and free per large
@@ -348,12 +361,20 @@ impl Outbound {
         self.queued_bytes
     }
 
-    /// Checks the budget for `len` more bytes; `true` means it fits.
+    /// What the queued data counts against the budget: its payload bytes, and
+    /// [`MESSAGE_CHARGE`] for each message.
+    #[inline]
+    pub(crate) fn charged(&self) -> usize {
+        self.queued_bytes + self.queued_messages * MESSAGE_CHARGE
+    }
+
+    /// Checks the budget for a message of `len` more bytes; `true` means it fits.
     #[inline]
     pub(crate) fn has_room(&mut self, len: usize) -> bool {
         // An empty queue takes any one message, so a message larger than the budget is not
         // refused forever; it still cannot pile up behind others.
-        let fits = self.queued_bytes == 0 || self.queued_bytes.saturating_add(len) <= self.budget;
+        let fits =
+            self.queued_messages == 0 || self.charged().saturating_add(charge(len)) <= self.budget;
         if !fits {
             self.refused_since_drain = true;
         }
@@ -894,7 +915,7 @@ impl Outbound {
     /// True once after a refused send when the queue has drained to the low-water mark.
     #[inline]
     pub(crate) fn take_writable(&mut self) -> bool {
-        if self.refused_since_drain && self.queued_bytes <= self.low_water {
+        if self.refused_since_drain && self.charged() <= self.low_water {
             self.refused_since_drain = false;
             true
         } else {

@@ -248,8 +248,9 @@ fn backpressure_refuses_and_hands_back_then_signals_writable() {
         ..quiet()
     };
     let mut server = Connection::server(config, Instant::ZERO);
+    // Each message counts its payload and 64 bytes: 664 + 336 fill the budget exactly.
     server.send_binary(vec![1u8; 600]).unwrap();
-    server.send_binary(vec![2u8; 400]).unwrap();
+    server.send_binary(vec![2u8; 272]).unwrap();
     let refused = server.send_binary(Bytes::from(vec![3u8; 10])).unwrap_err();
     match &refused {
         SendError::Backpressure {
@@ -262,7 +263,8 @@ fn backpressure_refuses_and_hands_back_then_signals_writable() {
         other => panic!("{other:?}"),
     }
     assert_eq!(refused.into_payload().unwrap(), vec![3u8; 10]);
-    assert_eq!(server.queued_bytes(), 1000);
+    assert_eq!(server.queued_bytes(), 872);
+    assert_eq!(server.outbound_charge(), 1000);
     // Control replies are never refused by the data budget.
     server
         .receive(Instant::ZERO, &client_frame(true, 9, b"still there?"))
@@ -273,7 +275,7 @@ fn backpressure_refuses_and_hands_back_then_signals_writable() {
     let n = t.len();
     server.advance_transmit(n);
     assert!(!drain_events(&mut server).contains(&Event::Writable));
-    // Writing the 600-byte message leaves 400 > low water: no signal yet.
+    // Writing the 600-byte message leaves 336 > low water: no signal yet.
     let n = server.poll_transmit().unwrap().len();
     server.advance_transmit(n);
     assert!(!drain_events(&mut server).contains(&Event::Writable));
@@ -281,6 +283,35 @@ fn backpressure_refuses_and_hands_back_then_signals_writable() {
     server.advance_transmit(n);
     assert!(drain_events(&mut server).contains(&Event::Writable));
     assert_eq!(server.queued_bytes(), 0);
+}
+
+/// The budget bounds the memory of tiny and empty messages too: each counts 64 bytes besides
+/// its payload. (The frame_parse fuzzer found an echo of 1-byte streamed chunks holding 36
+/// bytes of queue per byte received, and empty messages were never refused at all.)
+#[test]
+fn tiny_and_empty_messages_count_against_the_budget() {
+    let config = Config {
+        max_outbound_bytes: 640,
+        outbound_low_water: 128,
+        ..quiet()
+    };
+    let mut server = Connection::server(config, Instant::ZERO);
+    for _ in 0..10 {
+        server.send_binary(Bytes::new()).unwrap();
+    }
+    assert!(matches!(
+        server.send_binary(Bytes::new()),
+        Err(SendError::Backpressure { queued: 640, .. })
+    ));
+    drain_transmit(&mut server, usize::MAX);
+    assert_eq!(server.outbound_charge(), 0);
+    assert!(drain_events(&mut server).contains(&Event::Writable));
+    for _ in 0..9 {
+        server.send_binary(vec![7u8]).unwrap();
+    }
+    assert_eq!(server.outbound_charge(), 9 * 65);
+    assert!(server.send_binary(vec![7u8]).is_err());
+    assert_eq!(server.queued_bytes(), 9);
 }
 
 #[test]

@@ -133,7 +133,21 @@ struct Peer {
     trim_next: bool,
 }
 
+/// What each queued message counts against the budget besides its payload
+/// (`Config::max_outbound_bytes`).
+const MESSAGE_CHARGE: usize = 64;
+
 impl Peer {
+    /// Messages accepted and not yet wholly on the wire.
+    fn queued_messages(&self) -> usize {
+        self.sent_total - self.wire.messages.len()
+    }
+
+    /// The queue as the budget counts it, by the model.
+    fn charged(&self) -> usize {
+        self.queued + MESSAGE_CHARGE * self.queued_messages()
+    }
+
     fn new(client: bool, config: Config, seed: u64) -> Peer {
         let budget = config.max_outbound_bytes;
         let conn = if client {
@@ -377,7 +391,8 @@ impl Pair {
             (v, result)
         };
         let can = !p.conn.is_ended() && p.ended.is_none();
-        let fits = p.queued == 0 || p.queued + bytes.len() <= p.budget;
+        let charged = p.charged();
+        let fits = p.queued_messages() == 0 || charged + bytes.len() + MESSAGE_CHARGE <= p.budget;
         match result {
             Ok(()) => {
                 assert!(can, "send accepted after the end");
@@ -408,7 +423,7 @@ impl Pair {
                     &bytes[..],
                     "refused payload handed back changed"
                 );
-                assert_eq!((queued, budget), (p.queued, p.budget));
+                assert_eq!((queued, budget), (charged, p.budget));
             }
             Err(SendError::Closing { payload }) => {
                 assert!(
@@ -503,13 +518,18 @@ impl Pair {
             assert_eq!(p.conn.queued_bytes(), p.queued, "queued bytes vs model");
             assert_eq!(stats.queued_bytes, p.queued);
             assert_eq!(
+                p.conn.outbound_charge(),
+                p.charged(),
+                "budget charge vs model"
+            );
+            assert_eq!(
                 stats.messages_out as usize,
                 p.wire.messages.len(),
                 "messages_out"
             );
             // Past the budget only by the one message an empty queue takes. (Admission itself
-            // is checked exactly in `send`; note that "empty" means no queued *bytes*: zero-length
-            // messages still waiting do not count.)
+            // is checked exactly in `send`; "empty" means no message waiting, zero-length ones
+            // included: each counts `MESSAGE_CHARGE`.)
         }
     }
 

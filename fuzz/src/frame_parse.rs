@@ -301,8 +301,14 @@ impl Driver {
         }
         let used = alloc_count::live().saturating_sub(self.mem_base);
         // The harness's own copies count too: logical events (at most what arrived) and one
-        // checker record per transmitted frame.
-        let bound = (64 << 10) + 64 * self.received + 128 * self.wire.frames.len();
+        // checker record per transmitted frame. The engine's outbound queue holds what the
+        // echo queued, which the budget bounds (payload and a charge per message; a queue's
+        // storage may be twice its entries), not what arrived: a frame streamed in 1-byte
+        // chunks is echoed as a 1-byte message per byte.
+        let bound = (64 << 10)
+            + 64 * self.received
+            + 128 * self.wire.frames.len()
+            + 3 * self.conn.outbound_charge();
         assert!(
             used <= bound,
             "{used} bytes held after receiving {} bytes (bound {bound}, {:?} mode, {} frames sent)",

@@ -26,6 +26,7 @@ use super::{
 };
 use crate::handshake;
 use crate::io::{io_detail, queue_message, start_engine, Error, IoConfig, Message, Teardown};
+use crate::outbound::charge;
 use crate::{Connection, Ended, Event, Instant, Role, SendError, Stats, TransportError, Unsent};
 
 const OPEN: u8 = 0;
@@ -161,8 +162,9 @@ struct Control {
 struct Shared {
     /// The engine's outbound budget, mirrored here so senders feel it before queueing.
     budget: usize,
-    /// Data bytes accepted from senders and not yet written: in the command channel plus in
-    /// the engine's queue. Senders add; the task subtracts what the engine wrote or refused.
+    /// Data accepted from senders and not yet written, counted as for the engine's budget
+    /// (`outbound::charge`): in the command channel plus in the engine's queue. Senders add;
+    /// the task subtracts what the engine wrote or refused.
     reserved: AtomicUsize,
     /// OPEN, CLOSING (no more data accepted) or ENDED.
     state: AtomicU8,
@@ -191,9 +193,11 @@ impl Shared {
         self.state.load(Ordering::Acquire) == OPEN
     }
 
-    /// Reserves `len` bytes of budget. Like the engine, an empty queue takes any one message,
-    /// so the engine never refuses what was reserved here.
+    /// Reserves budget for a message of `len` payload bytes, counted as the engine counts it.
+    /// Like the engine, an empty queue takes any one message, so the engine never refuses what
+    /// was reserved here.
     fn try_reserve(&self, len: usize) -> bool {
+        let len = charge(len);
         let mut current = self.reserved.load(Ordering::SeqCst);
         loop {
             if current != 0 && current.saturating_add(len) > self.budget {
@@ -410,7 +414,8 @@ impl Sender {
         Ok(())
     }
 
-    /// Data bytes sent and not yet written (waiting in the channel or in the engine's queue).
+    /// Data sent and not yet written (waiting in the channel or in the engine's queue),
+    /// counted as for the budget: payload bytes and 64 per message.
     pub fn queued_bytes(&self) -> usize {
         self.shared.reserved.load(Ordering::Acquire)
     }
@@ -565,7 +570,8 @@ struct Driver {
     stalled: Option<Message>,
     /// Messages that reached the task after no more data could be sent.
     refused: Unsent,
-    /// The engine's queued bytes as last seen, to release budget as they are written.
+    /// The engine's queued data as last seen, counted as for the budget
+    /// (`Connection::outbound_charge`), to release budget as it is written.
     engine_queued: usize,
     /// The deadline of the frame being written; `None` when no frame is in progress.
     write_deadline: Option<TokioInstant>,
@@ -864,11 +870,11 @@ impl Driver {
     fn queue(&mut self, message: Message) {
         let len = message.len();
         match queue_message(&mut self.conn, message) {
-            Ok(()) => self.engine_queued += len,
+            Ok(()) => self.engine_queued += charge(len),
             Err((message, SendError::Backpressure { .. })) => self.stalled = Some(message),
             Err(_) => {
                 // No more data may be sent: the message is counted as unsent at the end.
-                self.shared.release(len);
+                self.shared.release(charge(len));
                 self.refused.messages += 1;
                 self.refused.bytes += len;
             }
@@ -956,7 +962,7 @@ impl Driver {
     /// Releases the budget of what the engine wrote (or dropped), and marks the handles
     /// closed once no more data can be sent.
     fn sync_budget(&mut self) {
-        let queued = self.conn.queued_bytes();
+        let queued = self.conn.outbound_charge();
         if queued < self.engine_queued {
             self.shared.release(self.engine_queued - queued);
         }
