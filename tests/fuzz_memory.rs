@@ -27,5 +27,8 @@ fn memory_findings_stay_within_the_harness_bound() {
     frame_parse::run(include_bytes!(
         "../fuzz/regressions/frame_parse/tiny-echoes-past-memory-bound"
     ));
-    assert!(alloc_count::installed(), "the counting allocator is not in use");
+    assert!(
+        alloc_count::installed(),
+        "the counting allocator is not in use"
+    );
 }
