@@ -240,14 +240,19 @@ fn abnormal_end_is_reported_without_an_invented_code() {
     );
 }
 
-#[test]
-fn backpressure_refuses_and_hands_back_then_signals_writable() {
+/// A quiet server engine with outbound budget `max` and low-water mark `low`.
+fn server_with_budget(max: usize, low: usize) -> Connection {
     let config = Config {
-        max_outbound_bytes: 1000,
-        outbound_low_water: 300,
+        max_outbound_bytes: max,
+        outbound_low_water: low,
         ..quiet()
     };
-    let mut server = Connection::server(config, Instant::ZERO);
+    Connection::server(config, Instant::ZERO)
+}
+
+#[test]
+fn backpressure_refuses_and_hands_back_then_signals_writable() {
+    let mut server = server_with_budget(1000, 300);
     // Each message counts its payload and 64 bytes: 664 + 336 fill the budget exactly.
     server.send_binary(vec![1u8; 600]).unwrap();
     server.send_binary(vec![2u8; 272]).unwrap();
@@ -290,12 +295,7 @@ fn backpressure_refuses_and_hands_back_then_signals_writable() {
 /// bytes of queue per byte received, and empty messages were never refused at all.)
 #[test]
 fn tiny_and_empty_messages_count_against_the_budget() {
-    let config = Config {
-        max_outbound_bytes: 640,
-        outbound_low_water: 128,
-        ..quiet()
-    };
-    let mut server = Connection::server(config, Instant::ZERO);
+    let mut server = server_with_budget(640, 128);
     for _ in 0..10 {
         server.send_binary(Bytes::new()).unwrap();
     }

@@ -119,12 +119,7 @@ fn trim_frees_what_a_burst_grew() {
     let settled = held();
     // 2 000 messages in one read, answered all at once: the queues grow to thousands of
     // entries, tens of KiB.
-    let burst: Vec<u8> = frame
-        .iter()
-        .copied()
-        .cycle()
-        .take(frame.len() * 2000)
-        .collect();
+    let burst = frame.repeat(2000);
     echo(&mut server, &burst);
     drop(burst);
     let grown = held() - settled;
@@ -166,12 +161,7 @@ fn release_leaves_nothing_behind_whatever_the_reads() {
                 let opcode = if i == 0 { 2 } else { 0 };
                 message.extend(client_frame(i + 1 == pieces.len(), opcode, piece));
             }
-            let input: Vec<u8> = message
-                .iter()
-                .copied()
-                .cycle()
-                .take(message.len() * 3)
-                .collect();
+            let input = message.repeat(3);
             for read in [1, 7, 100, 4096, 65_536] {
                 for trim in [false, true] {
                     let case = format!(
