@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wsframe::{Connection, Instant, PreparedMessage};
+use wsframe::{Connection, Instant};
 
 mod common;
 use common::*;
@@ -99,17 +99,13 @@ fn fanout(c: &mut Criterion) {
             .collect();
         g.throughput(Throughput::Elements(ENGINES as u64));
         g.bench_with_input(BenchmarkId::new("wsframe", size), &payload, |b, payload| {
-            b.iter(|| {
-                let message = PreparedMessage::binary(payload.clone());
-                for e in engines.iter_mut() {
-                    e.send_prepared(&message).unwrap();
-                    let t = e.poll_transmit().unwrap();
-                    black_box((t.header, t.payload));
-                    let n = t.len();
-                    e.advance_transmit(n);
-                }
-            })
+            b.iter(|| wsframe_fan_out(&mut engines, payload))
         });
+        g.bench_with_input(
+            BenchmarkId::new("wsframe-queued", size),
+            &payload,
+            |b, payload| b.iter(|| wsframe_fan_out_queued(&mut engines, payload)),
+        );
     }
     g.finish();
 }

@@ -28,6 +28,12 @@
 //! Messages longer than `max_send_fragment` are cut into fragments as they reach the head of
 //! the queue (the payload is sliced, not copied), so a PONG waits behind at most one fragment.
 //!
+//! A server's one-frame message sent while nothing at all is queued or in flight may be written
+//! straight through (`Connection::send_prepared_through`) without entering the queue: it is
+//! then exactly the frame this rule would commit next. Whatever of it the transport did not
+//! take is committed here as the frame in flight, so replies wait behind it as behind any
+//! other.
+//!
 //! # Storage
 //!
 //! The rule above is the whole contract; the storage is shaped for the common case of one
@@ -547,6 +553,32 @@ impl Outbound {
     #[inline]
     pub(crate) fn closed(&self) -> bool {
         self.closed
+    }
+
+    /// True when a message of `len` bytes may be written straight through instead of queued
+    /// (see the module docs): nothing queued or in flight, one frame, no masking (a client
+    /// masks into its own buffer anyway).
+    #[inline]
+    pub(crate) fn can_write_through(&self, len: usize) -> bool {
+        !self.masking && len <= self.max_fragment && self.is_idle()
+    }
+
+    /// Queues a message that was written straight through but not wholly: its first `written`
+    /// bytes (header, then payload) are on the wire, so it is committed as the frame in flight
+    /// with that much of it done.
+    pub(crate) fn push_partly_written(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        header: EncodedHeader,
+        written: usize,
+    ) {
+        debug_assert!(self.can_write_through(payload.len()));
+        debug_assert!(written < header.as_slice().len() + payload.len());
+        self.push_data(opcode, payload, Some(header));
+        let committed = self.commit_next();
+        debug_assert!(committed && self.lane_committed);
+        self.wire_offset = written;
     }
 
     /// True when nothing is queued or in flight.

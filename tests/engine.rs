@@ -392,6 +392,137 @@ fn prepared_messages_share_one_payload_across_connections() {
     assert_eq!(frames[0].payload, b"tick");
 }
 
+/// Writes `header` and `payload` as one stream into `wire`, at most `limit` bytes of them.
+fn write_at_most(wire: &mut Vec<u8>, limit: usize, header: &[u8], payload: &[u8]) -> usize {
+    let frame = [header, payload].concat();
+    let n = frame.len().min(limit);
+    wire.extend_from_slice(&frame[..n]);
+    n
+}
+
+#[test]
+fn prepared_messages_written_through_an_idle_connection_skip_the_queue() {
+    let message = PreparedMessage::binary(Bytes::from(vec![7u8; 300]));
+    let mut queued = Connection::server(quiet(), Instant::ZERO);
+    queued.send_prepared(&message).unwrap();
+    let expected = drain_transmit(&mut queued, usize::MAX);
+
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    let mut wire = Vec::new();
+    let payload_lent = core::cell::Cell::new(false);
+    server
+        .send_prepared_through(&message, |header, payload| {
+            payload_lent.set(core::ptr::eq(
+                payload.as_ptr(),
+                message_payload_ptr(&message),
+            ));
+            write_at_most(&mut wire, usize::MAX, header, payload)
+        })
+        .unwrap();
+    assert!(payload_lent.get(), "the payload is lent, not copied");
+    assert_eq!(wire, expected);
+    assert!(server.is_transmit_idle());
+    assert_eq!(server.queued_bytes(), 0);
+    let stats = server.stats();
+    assert_eq!(
+        (stats.bytes_out, stats.frames_out, stats.messages_out),
+        (expected.len() as u64, 1, 1)
+    );
+}
+
+/// The address of a prepared message's payload, as `poll_transmit` hands it out.
+fn message_payload_ptr(message: &PreparedMessage) -> *const u8 {
+    let mut probe = Connection::server(quiet(), Instant::ZERO);
+    probe.send_prepared(message).unwrap();
+    probe.poll_transmit().unwrap().payload.as_ptr()
+}
+
+#[test]
+fn a_pong_waits_behind_the_rest_of_a_partly_written_through_frame() {
+    // Section 5.5: control frames may not land inside a frame. Cut the written-through frame
+    // anywhere (inside the header, at its end, inside the payload, nothing at all): the rest
+    // goes out first, then the PONG.
+    let message = PreparedMessage::text(String::from("x").repeat(200));
+    let mut queued = Connection::server(quiet(), Instant::ZERO);
+    queued.send_prepared(&message).unwrap();
+    let whole = drain_transmit(&mut queued, usize::MAX);
+    for cut in [0, 1, 3, 4, 5, 150, whole.len() - 1] {
+        let mut server = Connection::server(quiet(), Instant::ZERO);
+        let mut wire = Vec::new();
+        server
+            .send_prepared_through(&message, |header, payload| {
+                write_at_most(&mut wire, cut, header, payload)
+            })
+            .unwrap();
+        assert_eq!(wire.len(), cut);
+        assert!(!server.is_transmit_idle(), "cut {cut}: the rest is queued");
+        server
+            .receive(Instant::ZERO, &client_frame(true, 9, b"are you there"))
+            .unwrap();
+        wire.extend(drain_transmit(&mut server, 7));
+        let frames = parse_stream(&wire).unwrap();
+        let kinds: Vec<(u8, usize)> = frames.iter().map(|f| (f.opcode, f.payload.len())).collect();
+        assert_eq!(kinds, [(1, 200), (10, 13)], "cut {cut}");
+        assert_eq!(&wire[..whole.len()], &whole[..], "cut {cut}");
+        let stats = server.stats();
+        assert_eq!((stats.frames_out, stats.messages_out), (2, 1), "cut {cut}");
+        assert_eq!(stats.bytes_out, wire.len() as u64, "cut {cut}");
+        assert_eq!(server.queued_bytes(), 0, "cut {cut}");
+    }
+}
+
+#[test]
+fn write_through_takes_the_queue_when_anything_waits_or_the_frame_must_be_masked() {
+    let first = PreparedMessage::text(String::from("first"));
+    let second = PreparedMessage::text(String::from("second"));
+    let never = |_: &[u8], _: &[u8]| -> usize { panic!("written through past the queue") };
+
+    // Something queued: the message goes behind it.
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    server.send_prepared(&first).unwrap();
+    server.send_prepared_through(&second, never).unwrap();
+    let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
+    let payloads: Vec<&[u8]> = frames.iter().map(|f| &f.payload[..]).collect();
+    assert_eq!(payloads, [&b"first"[..], &b"second"[..]]);
+
+    // A PONG owed: it goes first.
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    server
+        .receive(Instant::ZERO, &client_frame(true, 9, b"p"))
+        .unwrap();
+    server.send_prepared_through(&first, never).unwrap();
+    let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
+    assert_eq!(frames.iter().map(|f| f.opcode).collect::<Vec<_>>(), [10, 1]);
+
+    // Longer than a fragment: fragmented by the queue.
+    let mut server = Connection::server(
+        Config {
+            max_send_fragment: 4,
+            ..quiet()
+        },
+        Instant::ZERO,
+    );
+    server.send_prepared_through(&second, never).unwrap();
+    let frames = parse_stream(&drain_transmit(&mut server, usize::MAX)).unwrap();
+    assert_eq!(frames.len(), 2);
+
+    // A client masks its own copy (section 5.3).
+    let mut client = Connection::client(quiet(), counter_random(), Instant::ZERO);
+    client.send_prepared_through(&first, never).unwrap();
+    let frames = parse_stream(&drain_transmit(&mut client, usize::MAX)).unwrap();
+    assert!(frames[0].masked);
+    assert_eq!(frames[0].payload, b"first");
+
+    // Closing: refused like `send_prepared`, nothing written.
+    let mut server = Connection::server(quiet(), Instant::ZERO);
+    server.close(1000, "bye").unwrap();
+    drain_transmit(&mut server, usize::MAX);
+    assert!(matches!(
+        server.send_prepared_through(&first, never),
+        Err(SendError::Closing { .. })
+    ));
+}
+
 #[test]
 fn streaming_delivery_hands_out_chunks_as_they_arrive() {
     let config = Config {

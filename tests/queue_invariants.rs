@@ -5,11 +5,14 @@ mod sim;
 
 use proptest::prelude::*;
 use sim::*;
-use wsframe::{Config, Connection, Instant};
+use wsframe::{Config, Connection, Instant, PreparedMessage};
 
 #[derive(Debug, Clone)]
 enum Step {
     Send,
+    /// The same message through `send_prepared_through`, whose write takes at most this many
+    /// bytes (the rest is queued).
+    SendThrough(usize),
     Ping,
     /// Write at most this many bytes.
     Write(usize),
@@ -30,7 +33,11 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
         .prop_map(|(order, writes)| {
             let mut out = Vec::new();
             for (is_send, w) in order.into_iter().zip(writes) {
-                out.push(if is_send { Step::Send } else { Step::Ping });
+                out.push(match (is_send, w % 2) {
+                    (false, _) => Step::Ping,
+                    (true, 0) => Step::SendThrough(w / 2),
+                    (true, _) => Step::Send,
+                });
                 if w % 3 == 0 {
                     out.push(Step::Write(w));
                 }
@@ -43,6 +50,10 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
             }
             out
         })
+}
+
+fn message_text(i: u32) -> String {
+    format!("message {i:03} {}", "x".repeat(i as usize % 90))
 }
 
 fn write_some(conn: &mut Connection, budget: usize, wire: &mut Vec<u8>) {
@@ -81,7 +92,17 @@ proptest! {
         for step in steps {
             match step {
                 Step::Send => {
-                    server.send_text(format!("message {sent:03} {}", "x".repeat(sent as usize % 90))).unwrap();
+                    server.send_text(message_text(sent)).unwrap();
+                    sent += 1;
+                }
+                Step::SendThrough(limit) => {
+                    let message = PreparedMessage::text(message_text(sent));
+                    server.send_prepared_through(&message, |header, payload| {
+                        let frame = [header, payload].concat();
+                        let n = frame.len().min(limit);
+                        wire.extend_from_slice(&frame[..n]);
+                        n
+                    }).unwrap();
                     sent += 1;
                 }
                 Step::Ping => {
@@ -116,9 +137,7 @@ proptest! {
                 messages.push(String::from_utf8(current.take().unwrap()).unwrap());
             }
         }
-        let expected: Vec<String> = (0..sent)
-            .map(|i| format!("message {i:03} {}", "x".repeat(i as usize % 90)))
-            .collect();
+        let expected: Vec<String> = (0..sent).map(message_text).collect();
         prop_assert_eq!(messages, expected);
         // PONGs answer PINGs in order, coalesced: strictly increasing, the last answers the
         // last PING, and none answers a PING that was never sent.

@@ -6,7 +6,7 @@
 
 use std::hint::black_box;
 
-use wsframe::{Config, Connection, Instant};
+use wsframe::{Config, Connection, Instant, PreparedMessage};
 
 /// Payload sizes of the receive and send benchmarks.
 pub const SIZES: [usize; 6] = [16, 125, 1024, 16 << 10, 64 << 10, 1 << 20];
@@ -215,6 +215,36 @@ pub fn wsframe_send(conn: &mut Connection, payload: &bytes::Bytes, count: usize)
         conn.advance_transmit(n);
     }
     total
+}
+
+/// One prepared message to every engine, each written straight through to a no-op "socket"
+/// (`send_prepared_through`: the payload is lent, no reference count taken per engine).
+#[inline(never)]
+pub fn wsframe_fan_out(engines: &mut [Connection], payload: &bytes::Bytes) {
+    let message = PreparedMessage::binary(payload.clone());
+    for e in engines.iter_mut() {
+        e.send_prepared_through(&message, |header, payload| {
+            black_box(header);
+            black_box(payload);
+            header.len() + payload.len()
+        })
+        .unwrap();
+    }
+}
+
+/// [`wsframe_fan_out`] through the queue: `send_prepared` (each engine's queue holds a clone of
+/// the payload until it is written), then `poll_transmit` and `advance_transmit`.
+#[inline(never)]
+pub fn wsframe_fan_out_queued(engines: &mut [Connection], payload: &bytes::Bytes) {
+    let message = PreparedMessage::binary(payload.clone());
+    for e in engines.iter_mut() {
+        e.send_prepared(&message).unwrap();
+        let t = e.poll_transmit().unwrap();
+        black_box(t.header);
+        black_box(t.payload);
+        let n = t.len();
+        e.advance_transmit(n);
+    }
 }
 
 // ----- the physical limits ----------------------------------------------------------------

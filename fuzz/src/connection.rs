@@ -39,13 +39,46 @@ pub enum Side {
     Server,
 }
 
+/// Which send call queues a message.
+#[derive(Debug, Clone, Copy)]
+pub enum SendHow {
+    Plain,
+    Prepared,
+    /// `send_prepared_through`, its write taking at most `max` bytes.
+    PreparedThrough {
+        max: u16,
+    },
+}
+
+/// Decoded from one byte, as the `bool` it replaced (`prepared`: odd), so that committed
+/// inputs keep their meaning except that some prepared sends now write through: even, plain;
+/// odd below 0x80, prepared; odd from 0x80, written through with a write of at most
+/// `(byte & 0x7e) * 8` bytes (0 to 1008: nothing, part of the header, part of the payload, or
+/// all of a small frame).
+impl<'a> Arbitrary<'a> for SendHow {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let byte = u8::arbitrary(u)?;
+        Ok(match (byte & 1, byte & 0x80) {
+            (0, _) => SendHow::Plain,
+            (_, 0) => SendHow::Prepared,
+            _ => SendHow::PreparedThrough {
+                max: u16::from(byte & 0x7e) * 8,
+            },
+        })
+    }
+
+    fn size_hint(_depth: usize) -> (usize, Option<usize>) {
+        (1, Some(1))
+    }
+}
+
 #[derive(Arbitrary, Debug, Clone)]
 pub enum Op {
     /// Queue a data message of about `len` bytes.
     Send {
         side: Side,
         text: bool,
-        prepared: bool,
+        how: SendHow,
         len: u16,
         fill: u8,
     },
@@ -270,10 +303,10 @@ impl Pair {
             Op::Send {
                 side,
                 text,
-                prepared,
+                how,
                 len,
                 fill,
-            } => self.send(side, text, prepared, len as usize % (MAX_LEN + 1), fill),
+            } => self.send(side, text, how, len as usize % (MAX_LEN + 1), fill),
             Op::Ping { side, len } => {
                 let (a, _) = idx(side);
                 let payload = Bytes::from(vec![len; len as usize % 130]);
@@ -367,28 +400,34 @@ impl Pair {
         }
     }
 
-    fn send(&mut self, side: Side, text: bool, prepared: bool, len: usize, fill: u8) {
-        let (a, _) = idx(side);
+    fn send(&mut self, side: Side, text: bool, how: SendHow, len: usize, fill: u8) {
+        let (a, b) = idx(side);
         self.counter += 1;
         let p = &mut self.peers[a];
-        let (bytes, result) = if text {
+        // What a write-through put on the wire.
+        let mut through = Vec::new();
+        let (bytes, prepared) = if text {
             let s = text_payload(self.counter, len, fill);
-            let bytes = s.clone().into_bytes();
-            let result = if prepared {
-                p.conn.send_prepared(&PreparedMessage::text(Text::from(s)))
-            } else {
-                p.conn.send_text(s)
-            };
-            (bytes, result)
+            (s.clone().into_bytes(), PreparedMessage::text(Text::from(s)))
         } else {
             let v = binary_payload(self.counter, len, fill);
-            let b = Bytes::from(v.clone());
-            let result = if prepared {
-                p.conn.send_prepared(&PreparedMessage::binary(b))
-            } else {
-                p.conn.send_binary(b)
-            };
-            (v, result)
+            (v.clone(), PreparedMessage::binary(Bytes::from(v)))
+        };
+        let len = bytes.len();
+        let result = match how {
+            SendHow::Plain if text => p
+                .conn
+                .send_text(String::from_utf8(bytes.clone()).expect("text payloads are UTF-8")),
+            SendHow::Plain => p.conn.send_binary(Bytes::from(bytes.clone())),
+            SendHow::Prepared => p.conn.send_prepared(&prepared),
+            SendHow::PreparedThrough { max } => {
+                p.conn.send_prepared_through(&prepared, |header, payload| {
+                    through.extend_from_slice(header);
+                    through.extend_from_slice(payload);
+                    through.truncate(max as usize);
+                    through.len()
+                })
+            }
         };
         let can = !p.conn.is_ended() && p.ended.is_none();
         let charged = p.charged();
@@ -434,6 +473,37 @@ impl Pair {
             }
             Err(e) => panic!("send refused: {e:?}"),
         }
+        if !through.is_empty() {
+            assert!(
+                matches!(how, SendHow::PreparedThrough { .. }) && p.queued_messages() == 1,
+                "written through past the queue"
+            );
+            let frames_before = p.wire.frames.len();
+            p.wire.push(&through);
+            let whole = p.wire.frames.len() - frames_before;
+            // A server's unmasked header: 2, 4 or 10 bytes.
+            let header = match len {
+                0..=125 => 2,
+                126..=0xffff => 4,
+                _ => 10,
+            };
+            assert_eq!(whole, usize::from(through.len() == header + len));
+            assert_eq!(p.conn.stats().bytes_out, p.wire.bytes, "bytes_out");
+            Self::account_frames(p);
+            self.deliver(b, &through);
+        }
+    }
+
+    /// Hands `bytes` written by the other side to the engine of `to`.
+    fn deliver(&mut self, to: usize, bytes: &[u8]) {
+        let q = &mut self.peers[to];
+        match q.conn.receive(self.now, bytes) {
+            Ok(()) => {}
+            Err(ReceiveError::NotAccepting) => {
+                assert!(q.conn.is_ended(), "receive refused by a live engine")
+            }
+            Err(ReceiveError::Protocol(e)) => panic!("protocol error between correct peers: {e}"),
+        }
     }
 
     /// One write of at most `max` bytes from `side` to its peer. False if nothing to write.
@@ -472,14 +542,7 @@ impl Pair {
             }
             Self::account_frames(p);
         }
-        let q = &mut self.peers[b];
-        match q.conn.receive(self.now, &out) {
-            Ok(()) => {}
-            Err(ReceiveError::NotAccepting) => {
-                assert!(q.conn.is_ended(), "receive refused by a live engine")
-            }
-            Err(ReceiveError::Protocol(e)) => panic!("protocol error between correct peers: {e}"),
-        }
+        self.deliver(b, &out);
         true
     }
 
