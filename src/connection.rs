@@ -1907,13 +1907,16 @@ impl Connection {
         }
         let total = header.as_slice().len() + payload.len();
         let written = write(header.as_slice(), payload).min(total);
-        self.stats.bytes_out += written as u64;
         if written == total {
+            // What `advance_transmit` counts for a frame written whole.
+            self.stats.bytes_out += total as u64;
             self.stats.frames_out += 1;
             self.stats.messages_out += 1;
         } else {
+            // The frame in flight, then the part written, as any partly written frame.
             self.out
-                .push_partly_written(opcode, payload.clone(), header, written);
+                .commit_written_through(opcode, payload.clone(), header);
+            self.advance_transmit(written);
         }
         Ok(())
     }

@@ -563,22 +563,18 @@ impl Outbound {
         !self.masking && len <= self.max_fragment && self.is_idle()
     }
 
-    /// Queues a message that was written straight through but not wholly: its first `written`
-    /// bytes (header, then payload) are on the wire, so it is committed as the frame in flight
-    /// with that much of it done.
-    pub(crate) fn push_partly_written(
+    /// Queues a message whose write straight through was cut short, committed as the frame in
+    /// flight: the caller then `advance`s it by what was written, as any frame partly written.
+    pub(crate) fn commit_written_through(
         &mut self,
         opcode: OpCode,
         payload: Bytes,
         header: EncodedHeader,
-        written: usize,
     ) {
         debug_assert!(self.can_write_through(payload.len()));
-        debug_assert!(written < header.as_slice().len() + payload.len());
         self.push_data(opcode, payload, Some(header));
         let committed = self.commit_next();
         debug_assert!(committed && self.lane_committed);
-        self.wire_offset = written;
     }
 
     /// True when nothing is queued or in flight.

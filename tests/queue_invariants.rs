@@ -62,10 +62,7 @@ fn write_some(conn: &mut Connection, budget: usize, wire: &mut Vec<u8>) {
         let Some(t) = conn.poll_transmit() else {
             return;
         };
-        let mut bytes = t.header.to_vec();
-        bytes.extend_from_slice(t.payload);
-        let n = bytes.len().min(left);
-        wire.extend_from_slice(&bytes[..n]);
+        let n = write_at_most(wire, left, t.header, t.payload);
         conn.advance_transmit(n);
         left -= n;
     }
@@ -98,10 +95,7 @@ proptest! {
                 Step::SendThrough(limit) => {
                     let message = PreparedMessage::text(message_text(sent));
                     server.send_prepared_through(&message, |header, payload| {
-                        let frame = [header, payload].concat();
-                        let n = frame.len().min(limit);
-                        wire.extend_from_slice(&frame[..n]);
-                        n
+                        write_at_most(&mut wire, limit, header, payload)
                     }).unwrap();
                     sent += 1;
                 }

@@ -111,14 +111,21 @@ pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame(fin, opcode, payload, Some([0x12, 0x34, 0x56, 0x78]))
 }
 
+/// A transport that takes at most `limit` bytes of a frame's `header` then `payload` into
+/// `wire`; returns how many it took.
+pub fn write_at_most(wire: &mut Vec<u8>, limit: usize, header: &[u8], payload: &[u8]) -> usize {
+    let n = (header.len() + payload.len()).min(limit);
+    let from_header = n.min(header.len());
+    wire.extend_from_slice(&header[..from_header]);
+    wire.extend_from_slice(&payload[..n - from_header]);
+    n
+}
+
 /// Takes everything the engine wants to write, in `max_write`-byte writes.
 pub fn drain_transmit(conn: &mut Connection, max_write: usize) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(t) = conn.poll_transmit() {
-        let mut chunk = t.header.to_vec();
-        chunk.extend_from_slice(t.payload);
-        let n = chunk.len().min(max_write);
-        out.extend_from_slice(&chunk[..n]);
+        let n = write_at_most(&mut out, max_write, t.header, t.payload);
         conn.advance_transmit(n);
     }
     out
