@@ -506,11 +506,13 @@ impl Connection {
     }
 
     /// This engine's role.
+    #[inline]
     pub fn role(&self) -> Role {
         self.role
     }
 
     /// The settings it runs with.
+    #[inline]
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -525,6 +527,7 @@ impl Connection {
     }
 
     /// Data bytes queued and not yet written.
+    #[inline]
     pub fn queued_bytes(&self) -> usize {
         self.out.queued_bytes()
     }
@@ -532,6 +535,7 @@ impl Connection {
     /// What the queued data counts against [`Config::max_outbound_bytes`]: its payload bytes
     /// and 64 bytes for each message (its bookkeeping), so that the budget bounds the memory
     /// of many small messages too.
+    #[inline]
     pub fn outbound_charge(&self) -> usize {
         self.out.charged()
     }
@@ -588,11 +592,13 @@ impl Connection {
     }
 
     /// True once the `Ended` event has been produced.
+    #[inline]
     pub fn is_ended(&self) -> bool {
         self.ended
     }
 
     /// True when data may still be sent (no Close queued, not failed, not ended).
+    #[inline]
     pub fn can_send(&self) -> bool {
         !self.ended && self.failed.is_none() && self.closing.ours.is_none()
     }
@@ -1609,6 +1615,7 @@ impl Connection {
     }
 
     /// When the engine next needs [`handle_timeout`](Self::handle_timeout), if ever.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.ended {
             return None;
@@ -1753,6 +1760,7 @@ impl Connection {
     /// through a channel uses it to leave the peer's [`Event::Close`] here until the
     /// application has caught up with the events before it, since taking the Close is what
     /// queues the echo.
+    #[inline]
     pub fn peek_event(&self) -> Option<&Event> {
         match self.ready.before.get() {
             0 | Ready::PEEKED => self.ready.peek().or_else(|| self.events.front()),
@@ -1779,6 +1787,7 @@ impl Connection {
     /// continue a partly written frame), committing frames up to about `max_bytes`. Frames
     /// committed here keep their order: a later PONG cannot overtake them, so keep `max_bytes`
     /// modest (a few fragments). Returns the number of slices filled.
+    #[inline]
     pub fn transmit_chunks<'a>(&'a mut self, out: &mut [&'a [u8]], max_bytes: usize) -> usize {
         if self.ended {
             return 0;
@@ -1817,6 +1826,7 @@ impl Connection {
     }
 
     /// True when nothing is waiting to be written.
+    #[inline]
     pub fn is_transmit_idle(&self) -> bool {
         self.ended || self.out.is_idle()
     }

@@ -706,18 +706,23 @@ fn client_key_is_fresh_from_the_random_source() {
 }
 
 #[test]
-fn wss_is_refused_clearly() {
-    let err = ClientHandshake::new(
-        "wss://example.com/",
+fn wss_builds_the_same_request_for_a_tls_stream_the_caller_opens() {
+    // Section 4.1: the handshake over TLS is the same bytes; only the default port differs.
+    let (client, request) = ClientHandshake::new(
+        "wss://example.com/chat",
         ClientOptions::new(),
         &mut sample_nonce,
     )
-    .unwrap_err();
-    assert_eq!(err, RequestError::Tls);
-    assert_eq!(
-        err.to_string(),
-        "wss:// needs TLS, which wsframe does not provide; only ws:// URLs are supported"
-    );
+    .unwrap();
+    assert!(client.target().is_secure());
+    assert_eq!(client.target().port(), 443);
+    let (_, plain) = ClientHandshake::new(
+        "ws://example.com/chat",
+        ClientOptions::new(),
+        &mut sample_nonce,
+    )
+    .unwrap();
+    assert_eq!(request, plain);
 }
 
 #[test]
@@ -763,7 +768,7 @@ fn target_parsing() {
     );
     assert_eq!(
         Target::parse("ftp://example.com").unwrap_err().to_string(),
-        "not a WebSocket URL: it must start with ws://"
+        "not a WebSocket URL: it must start with ws:// or wss://"
     );
 }
 

@@ -1,4 +1,5 @@
-//! The client side: build an upgrade request for a `ws://` URL, validate the server's answer.
+//! The client side: build an upgrade request for a `ws://` or `wss://` URL, validate the
+//! server's answer.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -13,33 +14,41 @@ use super::{
 };
 use crate::random::RandomSource;
 
-/// Where a `ws://` URL points: the host and port to connect to, and the resource to ask for.
+/// Where a `ws://` or `wss://` URL points: the host and port to connect to, whether the
+/// connection must be TLS, and the resource to ask for.
 ///
 /// ```
 /// use wsframe::handshake::Target;
 /// let t = Target::parse("ws://[::1]:9001/feed?since=5").unwrap();
 /// assert_eq!((t.host(), t.port(), t.resource()), ("::1", 9001, "/feed?since=5"));
 /// assert_eq!(t.host_header(), "[::1]:9001");
+///
+/// let t = Target::parse("wss://relay.example/feed").unwrap();
+/// assert_eq!((t.port(), t.is_secure(), t.host_header()), (443, true, "relay.example"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     host: String,
     port: u16,
+    secure: bool,
     host_header: String,
     resource: String,
 }
 
 impl Target {
-    /// Parses a `ws://host[:port][/path][?query]` URL (section 3). The scheme is
-    /// case-insensitive and the port defaults to 80.
+    /// Parses a `ws://host[:port][/path][?query]` or `wss://...` URL (section 3). The scheme
+    /// is case-insensitive and the port defaults to 80 (`ws`) or 443 (`wss`). A `wss://`
+    /// target needs a TLS stream, which the caller opens (wsframe has no TLS of its own).
     pub fn parse(url: &str) -> Result<Self, RequestError> {
         let (scheme, rest) = url.split_once("://").ok_or(RequestError::NotWs)?;
-        if scheme.eq_ignore_ascii_case("wss") {
-            return Err(RequestError::Tls);
-        }
-        if !scheme.eq_ignore_ascii_case("ws") {
+        let secure = if scheme.eq_ignore_ascii_case("wss") {
+            true
+        } else if scheme.eq_ignore_ascii_case("ws") {
+            false
+        } else {
             return Err(RequestError::NotWs);
-        }
+        };
+        let default_port = if secure { 443 } else { 80 };
         // Section 3: fragments are meaningless in WebSocket URIs and must not be used.
         if rest.contains('#') {
             return Err(RequestError::Fragment);
@@ -79,7 +88,7 @@ impl Target {
         };
         let port = match port {
             // RFC 3986 section 3.2.3 allows an empty port, meaning the default.
-            None | Some("") => 80,
+            None | Some("") => default_port,
             Some(digits) => {
                 if !digits.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(RequestError::InvalidPort);
@@ -109,13 +118,14 @@ impl Target {
         } else {
             write!(host_header, "{host}")
         };
-        // Section 4.1, item 4: the port appears only when it is not the default.
-        if port != 80 {
+        // Section 4.1, item 4: the port appears only when it is not the scheme's default.
+        if port != default_port {
             let _ = write!(host_header, ":{port}");
         }
         Ok(Target {
             host: String::from(host),
             port,
+            secure,
             host_header,
             resource,
         })
@@ -131,7 +141,13 @@ impl Target {
         self.port
     }
 
-    /// The `Host` header value: the host, bracketed if IPv6, and the port unless it is 80.
+    /// Whether the URL is `wss://`: the connection must be TLS.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The `Host` header value: the host, bracketed if IPv6, and the port unless it is the
+    /// scheme's default (80, or 443 for `wss://`).
     pub fn host_header(&self) -> &str {
         &self.host_header
     }
@@ -188,11 +204,16 @@ impl ClientOptions {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
-    /// A `wss://` URL.
-    #[error("wss:// needs TLS, which wsframe does not provide; only ws:// URLs are supported")]
+    /// A `wss://` URL given to an adapter's `connect`, which opens plain TCP only. Open the
+    /// TLS stream yourself (tokio-rustls, tokio-native-tls) and hand it to
+    /// `io::tokio::WebSocket::connect_over` or `io::tokio::connect_over`.
+    #[error(
+        "wss:// needs TLS, which wsframe does not open itself: open the TLS stream and hand it to \
+         the tokio adapter's connect_over (or run handshake::ClientHandshake over it)"
+    )]
     Tls,
     /// Some other scheme, or none.
-    #[error("not a WebSocket URL: it must start with ws://")]
+    #[error("not a WebSocket URL: it must start with ws:// or wss://")]
     NotWs,
     /// No host between `ws://` and the path.
     #[error("the URL has no host")]
@@ -600,14 +621,34 @@ mod tests {
         assert_eq!((t.port(), t.resource()), (80, "/?a=1"));
         let t = Target::parse("ws://10.0.0.1:8080/x").unwrap();
         assert_eq!((t.host(), t.host_header()), ("10.0.0.1", "10.0.0.1:8080"));
+        assert!(!t.is_secure());
+    }
+
+    #[test]
+    fn wss_defaults_to_port_443_and_omits_only_that_port() {
+        let t = Target::parse("WSS://Example.com/chat").unwrap();
+        assert_eq!((t.port(), t.is_secure()), (443, true));
+        assert_eq!((t.host_header(), t.resource()), ("Example.com", "/chat"));
+        let t = Target::parse("wss://example.com:443").unwrap();
+        assert_eq!(t.host_header(), "example.com");
+        // 80 is not wss's default: it stays in the Host header.
+        let t = Target::parse("wss://[::1]:80/").unwrap();
+        assert_eq!((t.host(), t.host_header()), ("::1", "[::1]:80"));
+        let mut rng = |buf: &mut [u8]| buf.fill(1);
+        let (_, request) =
+            ClientHandshake::new("wss://example.com/feed", ClientOptions::new(), &mut rng).unwrap();
+        let request = core::str::from_utf8(&request).unwrap();
+        assert!(
+            request.starts_with("GET /feed HTTP/1.1\r\nHost: example.com\r\n"),
+            "{request}"
+        );
     }
 
     #[test]
     fn bad_urls() {
         let cases: [(&str, RequestError); 13] = [
-            ("wss://example.com/", RequestError::Tls),
-            ("WSS://example.com/", RequestError::Tls),
             ("http://example.com/", RequestError::NotWs),
+            ("https://example.com/", RequestError::NotWs),
             ("example.com/", RequestError::NotWs),
             ("ws:///path", RequestError::MissingHost),
             ("ws://exa mple.com/", RequestError::InvalidHost),
@@ -618,6 +659,7 @@ mod tests {
             ("ws://user:pw@example.com/", RequestError::UserInfo),
             ("ws://example.com/#top", RequestError::Fragment),
             ("ws://example.com/a b", RequestError::InvalidResource),
+            ("wss://example.com:0/", RequestError::InvalidPort),
         ];
         for (url, error) in cases {
             assert_eq!(Target::parse(url), Err(error), "{url}");

@@ -115,7 +115,9 @@ impl WebSocket {
         Ok((ws, request))
     }
 
-    /// Connects to a `ws://` URL and performs the client side of the opening handshake.
+    /// Connects to a `ws://` URL over TCP and performs the client side of the opening
+    /// handshake. A `wss://` URL fails with
+    /// [`RequestError::Tls`](handshake::RequestError::Tls): this adapter has no TLS.
     pub fn connect(url: &str, config: IoConfig) -> Result<WebSocket, Error> {
         Self::connect_with(url, handshake::ClientOptions::new(), config).map(|(ws, _)| ws)
     }
@@ -132,6 +134,9 @@ impl WebSocket {
             handshake::ClientHandshake::new(url, options, &mut crate::random::OsRandom)
                 .map_err(Error::Request)?;
         let target = client.target();
+        if target.is_secure() {
+            return Err(Error::Request(handshake::RequestError::Tls));
+        }
         let mut stream = connect_before((target.host(), target.port()), deadline)?;
         write_before(&mut stream, &request, deadline)?;
         let mut buf = alloc::vec![0u8; 4096];

@@ -105,7 +105,8 @@ mod task;
 
 pub use socket::{Closer, WebSocket};
 pub use task::{
-    accept, accept_with, connect, connect_with, start, Closed, Receiver, Sender, TrySendError,
+    accept, accept_with, connect, connect_over, connect_with, start, Closed, Receiver, Sender,
+    TrySendError,
 };
 
 /// At most this many slices (about a dozen frames) go into one vectored write.
@@ -126,12 +127,13 @@ const STACK_READ: usize = 4 << 10;
 
 /// Reads the client's request, lets `decide` answer it, and writes the answer. On success the
 /// stream is ready for frames (the request's `leftover` holds any that came early).
-async fn server_handshake<F>(
-    stream: &mut TcpStream,
+async fn server_handshake<S, F>(
+    stream: &mut S,
     config: &IoConfig,
     decide: F,
 ) -> Result<handshake::Request, Error>
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&handshake::Request) -> Result<handshake::Accept, handshake::Rejection>,
 {
     let deadline = TokioInstant::now() + config.handshake_timeout;
@@ -158,43 +160,77 @@ where
     Ok(request)
 }
 
-/// Connects to a `ws://` URL and performs the client side of the opening handshake.
+/// Connects to a `ws://` URL and performs the client side of the opening handshake. A
+/// `wss://` URL is refused ([`RequestError::Tls`](handshake::RequestError::Tls)): TLS is the
+/// caller's, through [`client_handshake_over`].
 async fn client_handshake(
     url: &str,
     options: handshake::ClientOptions,
     config: &IoConfig,
 ) -> Result<(TcpStream, handshake::Response), Error> {
     let deadline = TokioInstant::now() + config.handshake_timeout;
-    let (mut client, request) =
-        handshake::ClientHandshake::new(url, options, &mut crate::random::OsRandom)
-            .map_err(Error::Request)?;
+    let (client, request) = start_client_handshake(url, options)?;
     let target = client.target();
+    if target.is_secure() {
+        return Err(Error::Request(handshake::RequestError::Tls));
+    }
     let connecting = TcpStream::connect((target.host(), target.port()));
     let mut stream = match timeout_at(deadline, connecting).await {
         Ok(stream) => stream?,
         Err(_) => return Err(Error::HandshakeTimeout),
     };
-    write_before(&mut stream, &request, deadline).await?;
-    let mut buf = alloc::vec![0u8; 4096];
-    let response = loop {
-        let n = read_before(&mut stream, &mut buf, deadline).await?;
-        match client.receive(&buf[..n]).map_err(Error::Handshake)? {
-            handshake::ClientStatus::Partial => {}
-            handshake::ClientStatus::Complete(response) => break response,
-        }
-    };
+    let response = finish_client_handshake(&mut stream, client, &request, deadline).await?;
     Ok((stream, response))
 }
 
+/// The client side of the opening handshake for `url` over a stream the caller opened (TLS
+/// for a `wss://` URL, or any other).
+async fn client_handshake_over<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    url: &str,
+    options: handshake::ClientOptions,
+    config: &IoConfig,
+) -> Result<handshake::Response, Error> {
+    let deadline = TokioInstant::now() + config.handshake_timeout;
+    let (client, request) = start_client_handshake(url, options)?;
+    finish_client_handshake(stream, client, &request, deadline).await
+}
+
+fn start_client_handshake(
+    url: &str,
+    options: handshake::ClientOptions,
+) -> Result<(handshake::ClientHandshake, Vec<u8>), Error> {
+    handshake::ClientHandshake::new(url, options, &mut crate::random::OsRandom)
+        .map_err(Error::Request)
+}
+
+/// Writes the request and reads the response until it is complete and valid.
+async fn finish_client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    mut client: handshake::ClientHandshake,
+    request: &[u8],
+    deadline: TokioInstant,
+) -> Result<handshake::Response, Error> {
+    write_before(stream, request, deadline).await?;
+    let mut buf = alloc::vec![0u8; 4096];
+    loop {
+        let n = read_before(stream, &mut buf, deadline).await?;
+        match client.receive(&buf[..n]).map_err(Error::Handshake)? {
+            handshake::ClientStatus::Partial => {}
+            handshake::ClientStatus::Complete(response) => return Ok(response),
+        }
+    }
+}
+
 /// Writes a refusal and closes our side, best effort: the peer is refused either way.
-async fn refuse(stream: &mut TcpStream, response: &[u8], deadline: TokioInstant) {
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, response: &[u8], deadline: TokioInstant) {
     if write_before(stream, response, deadline).await.is_ok() {
         let _ = timeout_at(deadline, stream.shutdown()).await;
     }
 }
 
-async fn read_before(
-    stream: &mut TcpStream,
+async fn read_before<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut [u8],
     deadline: TokioInstant,
 ) -> Result<usize, Error> {
@@ -206,12 +242,17 @@ async fn read_before(
     }
 }
 
-async fn write_before(
-    stream: &mut TcpStream,
+async fn write_before<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     bytes: &[u8],
     deadline: TokioInstant,
 ) -> Result<(), Error> {
-    match timeout_at(deadline, stream.write_all(bytes)).await {
+    // Flushed too: a TLS stream holds what it was given until then.
+    let written = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match timeout_at(deadline, written).await {
         Err(_) => Err(Error::HandshakeTimeout),
         Ok(result) => result.map_err(Error::Io),
     }
@@ -220,12 +261,14 @@ async fn write_before(
 // ----- what both adapters do with the socket --------------------------------------------------
 
 /// The engine's clock for an adapter whose engine started at `epoch` (`Instant::ZERO`).
+#[inline]
 fn engine_now(epoch: TokioInstant) -> Instant {
     Instant::from_duration(epoch.elapsed())
 }
 
 /// The earliest of the engine's next timer and the adapter's own deadlines (`write`: the frame
 /// in flight's, `other`: the adapter's), on Tokio's clock.
+#[inline]
 fn next_deadline(
     conn: &Connection,
     epoch: TokioInstant,
@@ -236,11 +279,34 @@ fn next_deadline(
     earliest(earliest(engine, write), other)
 }
 
+#[inline]
 fn earliest(a: Option<TokioInstant>, b: Option<TokioInstant>) -> Option<TokioInstant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
         (None, b) => b,
+    }
+}
+
+/// Frames are small and latency matters more than packet count: a TCP socket gets
+/// `TCP_NODELAY`. Any other stream (TLS over TCP, an upgraded hyper connection) is the
+/// caller's to tune, on the socket beneath it.
+fn set_nodelay_if_tcp<S: 'static>(stream: &S) -> io::Result<()> {
+    match (stream as &dyn core::any::Any).downcast_ref::<TcpStream>() {
+        Some(tcp) => tcp.set_nodelay(true),
+        None => Ok(()),
+    }
+}
+
+/// Whether a read may find something, asked before one is set up: for a [`TcpStream`],
+/// Tokio's readiness, which costs a few instructions where setting up a read and finding
+/// nothing costs about a hundred (measured: the task adapter's echo round trip went from
+/// 17 066 to 18 026 instructions without this check, callgrind); for any other stream, always
+/// (its read is the only way to know). `false` leaves `cx` registered for readiness.
+fn may_read<S: 'static>(stream: &S, cx: &mut Context<'_>) -> bool {
+    match (stream as &dyn core::any::Any).downcast_ref::<TcpStream>() {
+        Some(tcp) => tcp.poll_read_ready(cx).is_ready(),
+        None => true,
     }
 }
 
@@ -265,8 +331,8 @@ enum ReadOutcome {
 /// the [`BurstBuffer`]. Through `AsyncRead`, so that tokio clears the socket's readiness after
 /// a short read (the socket is drained) and the next wait sleeps instead of waking for a read
 /// that can only fail with WouldBlock.
-fn read_into(
-    stream: &mut TcpStream,
+fn read_into<S: AsyncRead + Unpin>(
+    stream: &mut S,
     cx: &mut Context<'_>,
     conn: &mut Connection,
     epoch: TokioInstant,
@@ -294,8 +360,8 @@ struct BurstBuffer {
 }
 
 /// [`read_into`] for the rest of a frame in progress: into the engine's own buffer.
-fn read_in_place(
-    stream: &mut TcpStream,
+fn read_in_place<S: AsyncRead + Unpin>(
+    stream: &mut S,
     cx: &mut Context<'_>,
     conn: &mut Connection,
     epoch: TokioInstant,
@@ -327,8 +393,8 @@ fn read_in_place(
 }
 
 /// [`read_into`] when no frame is in progress: on the stack, or in the burst buffer.
-fn read_copied(
-    stream: &mut TcpStream,
+fn read_copied<S: AsyncRead + Unpin>(
+    stream: &mut S,
     cx: &mut Context<'_>,
     conn: &mut Connection,
     epoch: TokioInstant,
@@ -384,85 +450,188 @@ fn nothing_read(conn: &mut Connection, now: Instant, result: io::Result<()>) -> 
     }
 }
 
-/// Writes what the socket takes now, each frame under a fresh write deadline (`deadline`,
-/// `None` between frames), reporting each count to the engine right after the write returns.
-/// Returns true when the socket would block with bytes still queued; a frame past its
-/// deadline then ends the connection with a write timeout.
+/// The writing side of an adapter: everything the engine queues leaves through
+/// [`write`](Self::write), each frame under a fresh write deadline, and is flushed.
 ///
 /// The deadline is armed when a frame first has to wait (the first write that would block),
 /// not when it starts: the two are apart by the time of the writes in between, microseconds,
 /// and a frame that goes out at once (the common case) then costs no clock read.
-#[inline]
-fn write_queued(
-    stream: &TcpStream,
-    conn: &mut Connection,
-    epoch: TokioInstant,
-    write_timeout: Duration,
-    deadline: &mut Option<TokioInstant>,
-) -> bool {
-    // Checked before the call that sets up the slice arrays (performance: the adapters call
-    // this on every step, mostly with nothing queued).
-    if conn.is_transmit_idle() {
-        *deadline = None;
-        return false;
-    }
-    write_some(stream, conn, epoch, write_timeout, deadline)
+///
+/// Flushing is part of writing: a TLS stream, or any stream that buffers, may hold the bytes
+/// it took until it is flushed, so the last frame before a quiet spell (a reply, a Close)
+/// would otherwise sit in its buffer. A flush that has to wait is under a write deadline too.
+#[derive(Debug)]
+struct FrameWriter {
+    timeout: Duration,
+    /// The deadline of the frame being written (or flushed); `None` when none is waiting.
+    deadline: Option<TokioInstant>,
+    /// The last [`write`](Self::write) could not finish: the stream holds the caller's waker
+    /// for when it can go on.
+    blocked: bool,
+    /// Bytes went into the stream since its last flush.
+    unflushed: bool,
 }
 
-#[inline(never)]
-fn write_some(
-    stream: &TcpStream,
-    conn: &mut Connection,
-    epoch: TokioInstant,
-    write_timeout: Duration,
-    deadline: &mut Option<TokioInstant>,
-) -> bool {
-    let mut blocked = false;
-    while !conn.is_transmit_idle() {
-        let mut chunks: [&[u8]; WRITE_SLICES] = [&[]; WRITE_SLICES];
-        let n = conn.transmit_chunks(&mut chunks, WRITE_BYTES);
-        match try_write_chunks(stream, &chunks[..n]) {
-            Ok(0) => conn.transport_failed(
-                engine_now(epoch),
-                TransportError::Io(String::from("write: connection accepted no bytes")),
-            ),
-            Ok(written) => {
-                // No await between the write and this report, so a cancelled or interrupted
-                // caller can never lose the count. A completed frame ends its deadline.
-                if conn.advance_transmit(written) > 0 {
-                    *deadline = None;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let now = TokioInstant::now();
-                // The frame has to wait: it gets the whole write timeout from here, however
-                // long the connection was idle before.
-                if now >= *deadline.get_or_insert(now + write_timeout) {
-                    conn.transport_failed(engine_now(epoch), TransportError::WriteTimeout);
-                } else {
-                    blocked = true;
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => conn.transport_failed(
-                engine_now(epoch),
-                TransportError::Io(io_detail("write", &e)),
-            ),
+impl FrameWriter {
+    fn new(timeout: Duration) -> Self {
+        FrameWriter {
+            timeout,
+            deadline: None,
+            blocked: false,
+            unflushed: false,
         }
     }
-    if !blocked {
-        *deadline = None;
+
+    /// Nothing queued and nothing waiting for a flush.
+    #[inline]
+    fn is_idle(&self, conn: &Connection) -> bool {
+        !self.unflushed && conn.is_transmit_idle()
     }
-    blocked
+
+    /// The deadline of the write (or flush) in progress, if one had to wait.
+    fn deadline(&self, conn: &Connection) -> Option<TokioInstant> {
+        self.deadline.filter(|_| !self.is_idle(conn))
+    }
+
+    /// Writes what the stream takes now, then flushes it, reporting each count to the engine
+    /// right after the write returns. Returns true (and leaves `cx` registered with the stream)
+    /// when it has to wait with bytes still queued or unflushed; a frame past its deadline then
+    /// ends the connection with a write timeout.
+    #[inline]
+    fn write<S: AsyncWrite + Unpin + 'static>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+        epoch: TokioInstant,
+    ) -> bool {
+        // Checked before the call that sets up the slice arrays (performance: the adapters
+        // call this on every step, mostly with nothing queued).
+        self.blocked = !self.is_idle(conn) && self.write_some(stream, cx, conn, epoch);
+        if !self.blocked {
+            self.deadline = None;
+        }
+        self.blocked
+    }
+
+    #[inline(never)]
+    fn write_some<S: AsyncWrite + Unpin + 'static>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+        epoch: TokioInstant,
+    ) -> bool {
+        while !conn.is_transmit_idle() {
+            let mut chunks: [&[u8]; WRITE_SLICES] = [&[]; WRITE_SLICES];
+            let n = conn.transmit_chunks(&mut chunks, WRITE_BYTES);
+            match poll_write_chunks(stream, cx, &chunks[..n]) {
+                Poll::Ready(Ok(0)) => self.fail(
+                    conn,
+                    epoch,
+                    TransportError::Io(String::from("write: connection accepted no bytes")),
+                ),
+                Poll::Ready(Ok(written)) => {
+                    self.unflushed = true;
+                    // No await between the write and this report, so a cancelled or
+                    // interrupted caller can never lose the count. A completed frame ends its
+                    // deadline.
+                    if conn.advance_transmit(written) > 0 {
+                        self.deadline = None;
+                    }
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => {
+                    self.fail(conn, epoch, TransportError::Io(io_detail("write", &e)))
+                }
+                Poll::Pending => return self.wait_or_time_out(conn, epoch),
+            }
+        }
+        if self.unflushed {
+            match Pin::new(stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => {
+                    self.fail(conn, epoch, TransportError::Io(io_detail("flush", &e)))
+                }
+                Poll::Pending => return self.wait_or_time_out(conn, epoch),
+            }
+        }
+        false
+    }
+
+    /// The stream cannot take more now: the frame (or flush) waits, and gets the whole write
+    /// timeout from its first wait, however long the connection was idle before. Returns
+    /// whether it still waits (false: it timed out, and the connection ended).
+    fn wait_or_time_out(&mut self, conn: &mut Connection, epoch: TokioInstant) -> bool {
+        let now = TokioInstant::now();
+        if now < *self.deadline.get_or_insert(now + self.timeout) {
+            return true;
+        }
+        self.fail(conn, epoch, TransportError::WriteTimeout);
+        false
+    }
+
+    /// Flushes what was written, for the teardown after the end (the Close may be in the
+    /// stream's buffer). `Ready` once flushed or failed.
+    fn poll_flushed<S: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if self.unflushed {
+            ::core::task::ready!(Pin::new(stream).poll_flush(cx)).ok();
+            self.unflushed = false;
+        }
+        Poll::Ready(())
+    }
+
+    /// The transport failed: the engine ends the connection and drops what was queued, and
+    /// nothing more is written or flushed.
+    fn fail(&mut self, conn: &mut Connection, epoch: TokioInstant, error: TransportError) {
+        self.unflushed = false;
+        conn.transport_failed(engine_now(epoch), error);
+    }
 }
 
-/// One write of `chunks`. Small ones (a header and a short payload) are joined on the stack
-/// and go out in one plain write: the kernel's vectored write costs more per call than the
-/// copy (measured, loopback echo of 16-byte messages: 11.2 to 11.0 µs per round trip). The
-/// join buffer is small because it is zeroed on every call.
+/// One write of `chunks`. A [`TcpStream`] is written with `try_write`, which skips the
+/// readiness poll that `poll_write` makes before every write (measured: about 100
+/// instructions per write, 2 per echo round trip); only a write that would block polls
+/// readiness, which registers `cx`.
 #[inline]
-fn try_write_chunks(stream: &TcpStream, chunks: &[&[u8]]) -> io::Result<usize> {
+fn poll_write_chunks<S: AsyncWrite + Unpin + 'static>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    chunks: &[&[u8]],
+) -> Poll<io::Result<usize>> {
+    if let Some(tcp) = (&*stream as &dyn core::any::Any).downcast_ref::<TcpStream>() {
+        loop {
+            let result = with_write_slices(chunks, |slices| match slices {
+                [one] => tcp.try_write(one),
+                _ => tcp.try_write_vectored(slices),
+            });
+            match result {
+                // Ready: writable again since the try; try once more.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ::core::task::ready!(tcp.poll_write_ready(cx))?
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+    let stream = Pin::new(stream);
+    with_write_slices(chunks, |slices| match slices {
+        [one] => stream.poll_write(cx, one),
+        _ => stream.poll_write_vectored(cx, slices),
+    })
+}
+
+/// Hands `chunks` to `write` as the slices of one write. Small ones (a header and a short
+/// payload) are joined on the stack into one slice, for one plain write: the kernel's
+/// vectored write costs more per call than the copy (measured, loopback echo of 16-byte
+/// messages: 11.2 to 11.0 µs per round trip). The join buffer is small because it is zeroed
+/// on every call.
+#[inline]
+fn with_write_slices<R>(chunks: &[&[u8]], write: impl FnOnce(&[IoSlice<'_>]) -> R) -> R {
     let total: usize = chunks.iter().map(|chunk| chunk.len()).sum();
     if chunks.len() > 1 && total <= JOIN_WRITES_UP_TO {
         let mut joined = [0u8; JOIN_WRITES_UP_TO];
@@ -471,22 +640,22 @@ fn try_write_chunks(stream: &TcpStream, chunks: &[&[u8]]) -> io::Result<usize> {
             joined[at..at + chunk.len()].copy_from_slice(chunk);
             at += chunk.len();
         }
-        return stream.try_write(&joined[..total]);
+        return write(&[IoSlice::new(&joined[..total])]);
     }
     let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
     for (slice, chunk) in slices.iter_mut().zip(chunks) {
         *slice = IoSlice::new(chunk);
     }
-    stream.try_write_vectored(&slices[..chunks.len()])
+    write(&slices[..chunks.len()])
 }
 
 /// Shuts down our sending side, bounded by the caller's timer: `Ready` once done or failed.
-fn poll_shutdown_write(stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<()> {
+fn poll_shutdown_write<S: AsyncWrite + Unpin>(stream: &mut S, cx: &mut Context<'_>) -> Poll<()> {
     Pin::new(stream).poll_shutdown(cx).map(|_| ())
 }
 
 /// Reads and discards until the peer closes or an error (the caller bounds it in time).
-fn poll_drain(stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<()> {
+fn poll_drain<S: AsyncRead + Unpin>(stream: &mut S, cx: &mut Context<'_>) -> Poll<()> {
     let mut scratch = [MaybeUninit::<u8>::uninit(); 2048];
     loop {
         let mut buf = ReadBuf::uninit(&mut scratch);

@@ -9,20 +9,21 @@ use bytes::Bytes;
 use core::future::{poll_fn, Future};
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
-use core::time::Duration;
 use std::io;
 use std::sync::Mutex;
 
+use ::tokio::io::{AsyncRead, AsyncWrite};
 use ::tokio::net::TcpStream;
 use ::tokio::time::{sleep_until, Instant as TokioInstant, Sleep};
 
 use super::{
-    client_handshake, engine_now, lock, next_deadline, poll_drain, poll_shutdown_write, read_into,
-    server_handshake, write_queued, BurstBuffer, ReadOutcome, WakeSignal,
+    client_handshake, client_handshake_over, engine_now, lock, next_deadline, poll_drain,
+    poll_shutdown_write, read_into, server_handshake, set_nodelay_if_tcp, BurstBuffer, FrameWriter,
+    ReadOutcome, WakeSignal,
 };
 use crate::handshake;
-use crate::io::{io_detail, queue_message, start_engine, Error, IoConfig, Message, Teardown};
-use crate::{Connection, Event, Instant, Role, SendError, Stats, TransportError};
+use crate::io::{queue_message, start_engine, Error, IoConfig, Message, Teardown};
+use crate::{Connection, Event, Instant, Role, SendError, Stats};
 
 /// A WebSocket connection driven by the task that calls it: [`recv`](Self::recv) reads the
 /// socket, writes what is queued (the engine's PONG and Close replies, keepalive PINGs) and
@@ -37,22 +38,22 @@ use crate::{Connection, Event, Instant, Role, SendError, Stats, TransportError};
 /// connection cut); for a clean end, [`close`](Self::close) and then call `recv` until `None`.
 ///
 /// Also a `futures_core::Stream` of events, like [`recv`](Self::recv).
+///
+/// Over any byte stream `S` (Tokio's `AsyncRead + AsyncWrite`), a [`TcpStream`] by default: a
+/// TLS stream, an upgraded hyper connection (`hyper_util::rt::TokioIo<Upgraded>`), a Unix
+/// socket. What it writes it also flushes, so a stream that buffers (TLS) sends every frame on.
 #[derive(Debug)]
-pub struct WebSocket {
-    /// `None` once the connection is over and the socket closed.
-    stream: Option<TcpStream>,
+pub struct WebSocket<S = TcpStream> {
+    /// `None` once the connection is over and the stream closed.
+    stream: Option<S>,
     conn: Connection,
     /// The engine's epoch: `Instant::ZERO` is this moment.
     epoch: TokioInstant,
-    write_timeout: Duration,
+    writer: FrameWriter,
     /// The most bytes one read takes (`IoConfig::read_buffer_size`).
     read_size: usize,
     /// Where reads land during a burst of input (see `read_into`).
     read_buf: BurstBuffer,
-    /// The deadline of the frame being written; `None` when no frame is in progress.
-    write_deadline: Option<TokioInstant>,
-    /// The last write would have blocked: wait for writability.
-    write_blocked: bool,
     read_closed: bool,
     /// One timer for whatever is due first: the engine's, the write deadline, the teardown's.
     /// Made on first need (a connection without timers allocates none).
@@ -88,33 +89,10 @@ impl core::fmt::Debug for CloseRequest {
     }
 }
 
-impl WebSocket {
-    /// Performs the server side of the opening handshake on `stream`, accepting any valid
-    /// request (no subprotocol), and returns the connection.
-    pub async fn accept(stream: TcpStream, config: IoConfig) -> Result<WebSocket, Error> {
-        Self::accept_with(stream, config, |_| Ok(handshake::Accept::new()))
-            .await
-            .map(|(ws, _)| ws)
-    }
-
-    /// Performs the server side of the opening handshake, letting `decide` look at the
-    /// request (path, Origin, subprotocols) first: `Ok(accept)` answers 101, `Err(rejection)`
-    /// writes that HTTP response and fails with [`Error::Rejected`]. An invalid request is
-    /// refused the same way without asking. Returns the connection and the request.
-    pub async fn accept_with<F>(
-        mut stream: TcpStream,
-        config: IoConfig,
-        decide: F,
-    ) -> Result<(WebSocket, handshake::Request), Error>
-    where
-        F: FnOnce(&handshake::Request) -> Result<handshake::Accept, handshake::Rejection>,
-    {
-        let request = server_handshake(&mut stream, &config, decide).await?;
-        let ws = WebSocket::new(stream, Role::Server, config, request.leftover())?;
-        Ok((ws, request))
-    }
-
-    /// Connects to a `ws://` URL and performs the client side of the opening handshake.
+impl WebSocket<TcpStream> {
+    /// Connects to a `ws://` URL over TCP and performs the client side of the opening
+    /// handshake. For `wss://`, open the TLS stream and use
+    /// [`connect_over`](WebSocket::connect_over).
     pub async fn connect(url: &str, config: IoConfig) -> Result<WebSocket, Error> {
         Self::connect_with(url, handshake::ClientOptions::new(), config)
             .await
@@ -132,27 +110,68 @@ impl WebSocket {
         let ws = WebSocket::new(stream, Role::Client, config, response.leftover())?;
         Ok((ws, response))
     }
+}
 
-    /// A connection over a stream whose opening handshake is done; `leftover` is what was read
-    /// past the end of the handshake (the first frames). Must be called inside a Tokio runtime.
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> WebSocket<S> {
+    /// Performs the server side of the opening handshake on `stream`, accepting any valid
+    /// request (no subprotocol), and returns the connection.
+    pub async fn accept(stream: S, config: IoConfig) -> Result<WebSocket<S>, Error> {
+        Self::accept_with(stream, config, |_| Ok(handshake::Accept::new()))
+            .await
+            .map(|(ws, _)| ws)
+    }
+
+    /// Performs the server side of the opening handshake, letting `decide` look at the
+    /// request (path, Origin, subprotocols) first: `Ok(accept)` answers 101, `Err(rejection)`
+    /// writes that HTTP response and fails with [`Error::Rejected`]. An invalid request is
+    /// refused the same way without asking. Returns the connection and the request.
+    pub async fn accept_with<F>(
+        mut stream: S,
+        config: IoConfig,
+        decide: F,
+    ) -> Result<(WebSocket<S>, handshake::Request), Error>
+    where
+        F: FnOnce(&handshake::Request) -> Result<handshake::Accept, handshake::Rejection>,
+    {
+        let request = server_handshake(&mut stream, &config, decide).await?;
+        let ws = WebSocket::new(stream, Role::Server, config, request.leftover())?;
+        Ok((ws, request))
+    }
+
+    /// Performs the client side of the opening handshake for `url` over a stream the caller
+    /// opened: a TLS stream for a `wss://` URL (wsframe opens no TLS itself), or any other.
+    /// The URL gives the `Host` header and the resource; the stream is used as it is.
+    pub async fn connect_over(
+        mut stream: S,
+        url: &str,
+        options: handshake::ClientOptions,
+        config: IoConfig,
+    ) -> Result<(WebSocket<S>, handshake::Response), Error> {
+        let response = client_handshake_over(&mut stream, url, options, &config).await?;
+        let ws = WebSocket::new(stream, Role::Client, config, response.leftover())?;
+        Ok((ws, response))
+    }
+
+    /// A connection over a stream whose opening handshake is done (by [`accept`](Self::accept),
+    /// or by an HTTP stack that did the upgrade); `leftover` is what was read past the end of
+    /// the handshake (the first frames). A [`TcpStream`] gets `TCP_NODELAY` (frames are small
+    /// and latency matters more than packet count); any other stream is the caller's to tune.
+    /// Must be called inside a Tokio runtime.
     pub fn new(
-        stream: TcpStream,
+        stream: S,
         role: Role,
         config: IoConfig,
         leftover: &[u8],
-    ) -> io::Result<WebSocket> {
-        // Frames are small and latency matters more than packet count.
-        stream.set_nodelay(true)?;
+    ) -> io::Result<WebSocket<S>> {
+        set_nodelay_if_tcp(&stream)?;
         let epoch = TokioInstant::now();
         Ok(WebSocket {
             stream: Some(stream),
             conn: start_engine(role, &config.engine, leftover),
             epoch,
-            write_timeout: config.write_timeout,
+            writer: FrameWriter::new(config.write_timeout),
             read_size: config.read_buffer_size.max(512),
             read_buf: BurstBuffer::default(),
-            write_deadline: None,
-            write_blocked: false,
             read_closed: false,
             timer: None,
             timer_at: None,
@@ -167,7 +186,9 @@ impl WebSocket {
             shut_down: false,
         })
     }
+}
 
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> WebSocket<S> {
     fn now(&self) -> Instant {
         engine_now(self.epoch)
     }
@@ -197,7 +218,7 @@ impl WebSocket {
                 return self.poll_teardown(cx).map(|()| None);
             }
             self.take_close_request();
-            self.write();
+            self.write(cx);
             if self.conn.is_ended() {
                 continue;
             }
@@ -229,24 +250,14 @@ impl WebSocket {
         }
     }
 
-    /// Waits for whatever can move the connection on, in this order: room to write (if a
-    /// write is blocked), a timer (so that a flood of input cannot hold off a write deadline),
-    /// input (if `read`) or a [`Closer`]'s request. `Ready` when one of them did (its
-    /// effect is in the engine), `Pending` with `cx` registered for all of them.
+    /// Waits for whatever can move the connection on, besides room to write (a blocked
+    /// [`write`](Self::write) left `cx` with the stream): a timer (so that a flood of input
+    /// cannot hold off a write deadline), input (if `read`) or a [`Closer`]'s request.
+    /// `Ready` when one of them did (its effect is in the engine), `Pending` with `cx`
+    /// registered for all of them.
     fn poll_io(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<()> {
-        let Some(stream) = self.stream.as_mut() else {
+        if self.stream.is_none() {
             return Poll::Ready(());
-        };
-        if self.write_blocked {
-            if let Poll::Ready(ready) = stream.poll_write_ready(cx) {
-                self.write_blocked = false;
-                if let Err(e) = ready {
-                    let now = engine_now(self.epoch);
-                    self.conn
-                        .transport_failed(now, TransportError::Io(io_detail("write", &e)));
-                }
-                return Poll::Ready(());
-            }
         }
         if self.poll_timer(cx).is_ready() {
             return Poll::Ready(());
@@ -289,15 +300,13 @@ impl WebSocket {
         // Nothing armed and nothing to arm, the usual case between messages without keepalive:
         // answered before the deadlines are gathered (performance).
         if self.timer_at.is_none()
-            && self.write_deadline.is_none()
+            && self.writer.deadline.is_none()
             && self.teardown_until.is_none()
             && self.conn.poll_timeout().is_none()
         {
             return Poll::Pending;
         }
-        let write = self
-            .write_deadline
-            .filter(|_| !self.conn.is_transmit_idle());
+        let write = self.writer.deadline(&self.conn);
         let Some(at) = next_deadline(&self.conn, self.epoch, write, self.teardown_until) else {
             self.timer_at = None;
             return Poll::Pending;
@@ -319,12 +328,10 @@ impl WebSocket {
             self.timer_waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
+        // A write deadline that passed is acted on by the next `write`: it tries once more,
+        // and ends the connection if the frame is still stuck.
         self.timer_waker = None;
         self.timer_at = None;
-        if write.is_some_and(|deadline| deadline <= TokioInstant::now()) {
-            // Try once more; `write` ends the connection if the frame is still stuck.
-            self.write_blocked = false;
-        }
         let now = self.now();
         if self.conn.poll_timeout().is_some_and(|t| t <= now) {
             self.conn.handle_timeout(now);
@@ -391,8 +398,7 @@ impl WebSocket {
     /// Polls [`flush`](Self::flush).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            self.write();
-            if !self.write_blocked || self.conn.is_ended() {
+            if !self.write(cx) || self.conn.is_ended() {
                 return Poll::Ready(());
             }
             if self.poll_io(cx, false).is_pending() {
@@ -401,16 +407,12 @@ impl WebSocket {
         }
     }
 
-    /// Writes what the socket takes now (see [`write_queued`]).
-    fn write(&mut self) {
-        if let (Some(stream), false) = (self.stream.as_ref(), self.write_blocked) {
-            self.write_blocked = write_queued(
-                stream,
-                &mut self.conn,
-                self.epoch,
-                self.write_timeout,
-                &mut self.write_deadline,
-            );
+    /// Writes and flushes what the stream takes now (see [`FrameWriter::write`]); true when
+    /// it has to wait for the stream (with `cx` registered).
+    fn write(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.stream.as_mut() {
+            Some(stream) => self.writer.write(stream, cx, &mut self.conn, self.epoch),
+            None => false,
         }
     }
 
@@ -475,6 +477,9 @@ impl WebSocket {
             };
             let done = match self.teardown.unwrap_or(Teardown::Abort) {
                 Teardown::Abort => true,
+                // What was written (the Close among it) is flushed before the stream is shut
+                // down or waited on.
+                _ if self.writer.poll_flushed(stream, cx).is_pending() => false,
                 Teardown::ServerLinger => {
                     if !self.shut_down && poll_shutdown_write(stream, cx).is_ready() {
                         self.shut_down = true;
@@ -509,16 +514,16 @@ impl WebSocket {
         &self.conn
     }
 
-    /// The socket, for inspection (addresses); `None` once it was closed after the end.
-    /// Reading or writing it directly would corrupt the stream.
-    pub fn get_ref(&self) -> Option<&TcpStream> {
+    /// The stream, for inspection (addresses); `None` once it was closed after the end.
+    /// Reading or writing it directly would corrupt the connection.
+    pub fn get_ref(&self) -> Option<&S> {
         self.stream.as_ref()
     }
 }
 
 /// The same events as [`WebSocket::recv`], for stream combinators: ends after
 /// [`Event::Ended`].
-impl futures_core::Stream for WebSocket {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> futures_core::Stream for WebSocket<S> {
     type Item = Event;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {

@@ -11,23 +11,24 @@ use bytes::Bytes;
 use core::future::{poll_fn, Future};
 use core::pin::Pin;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use core::task::{Context, Poll, Waker};
+use core::task::{Context, Poll};
 use core::time::Duration;
 use std::io;
 use std::sync::Mutex;
 
-use ::tokio::net::TcpStream;
+use ::tokio::io::{AsyncRead, AsyncWrite};
 use ::tokio::sync::{mpsc, Notify};
 use ::tokio::time::{sleep_until, timeout_at, Instant as TokioInstant, Sleep};
 
 use super::{
-    client_handshake, engine_now, lock, next_deadline, poll_drain, poll_shutdown_write, read_into,
-    server_handshake, write_queued, BurstBuffer, ReadOutcome, WakeSignal,
+    client_handshake, client_handshake_over, engine_now, lock, may_read, next_deadline, poll_drain,
+    poll_shutdown_write, read_into, server_handshake, set_nodelay_if_tcp, BurstBuffer, FrameWriter,
+    ReadOutcome, WakeSignal,
 };
 use crate::handshake;
-use crate::io::{io_detail, queue_message, start_engine, Error, IoConfig, Message, Teardown};
+use crate::io::{queue_message, start_engine, Error, IoConfig, Message, Teardown};
 use crate::outbound::charge;
-use crate::{Connection, Ended, Event, Instant, Role, SendError, Stats, TransportError, Unsent};
+use crate::{Connection, Ended, Event, Instant, Role, SendError, Stats, Unsent};
 
 const OPEN: u8 = 0;
 const CLOSING: u8 = 1;
@@ -37,7 +38,12 @@ const ENDED: u8 = 2;
 
 /// Performs the server side of the opening handshake on `stream`, accepting any valid request
 /// (no subprotocol), and starts the connection's task. Must be called inside a Tokio runtime.
-pub async fn accept(stream: TcpStream, config: IoConfig) -> Result<(Sender, Receiver), Error> {
+///
+/// `stream` is any byte stream: a `TcpStream`, a TLS stream, a Unix socket (see [`start`]).
+pub async fn accept<S>(stream: S, config: IoConfig) -> Result<(Sender, Receiver), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     accept_with(stream, config, |_| Ok(handshake::Accept::new()))
         .await
         .map(|(tx, rx, _)| (tx, rx))
@@ -48,12 +54,13 @@ pub async fn accept(stream: TcpStream, config: IoConfig) -> Result<(Sender, Rece
 /// and headers), `Err(rejection)` writes that HTTP response and fails with
 /// [`Error::Rejected`]. An invalid request is refused the same way without asking. Starts the
 /// connection's task and returns its handles and the request.
-pub async fn accept_with<F>(
-    mut stream: TcpStream,
+pub async fn accept_with<S, F>(
+    mut stream: S,
     config: IoConfig,
     decide: F,
 ) -> Result<(Sender, Receiver, handshake::Request), Error>
 where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&handshake::Request) -> Result<handshake::Accept, handshake::Rejection>,
 {
     let request = server_handshake(&mut stream, &config, decide).await?;
@@ -61,8 +68,9 @@ where
     Ok((tx, rx, request))
 }
 
-/// Connects to a `ws://` URL, performs the client side of the opening handshake and starts the
-/// connection's task. Must be called inside a Tokio runtime.
+/// Connects to a `ws://` URL over TCP, performs the client side of the opening handshake and
+/// starts the connection's task. Must be called inside a Tokio runtime. For `wss://`, open the
+/// TLS stream and use [`connect_over`].
 pub async fn connect(url: &str, config: IoConfig) -> Result<(Sender, Receiver), Error> {
     connect_with(url, handshake::ClientOptions::new(), config)
         .await
@@ -81,16 +89,41 @@ pub async fn connect_with(
     Ok((tx, rx, response))
 }
 
+/// Performs the client side of the opening handshake for `url` over a stream the caller
+/// opened (a TLS stream for a `wss://` URL; wsframe opens no TLS itself) and starts the
+/// connection's task. The URL gives the `Host` header and the resource.
+pub async fn connect_over<S>(
+    mut stream: S,
+    url: &str,
+    options: handshake::ClientOptions,
+    config: IoConfig,
+) -> Result<(Sender, Receiver, handshake::Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let response = client_handshake_over(&mut stream, url, options, &config).await?;
+    let (tx, rx) = start(stream, Role::Client, config, response.leftover())?;
+    Ok((tx, rx, response))
+}
+
 /// Starts the task for a stream whose opening handshake is done (`leftover`: the bytes read
 /// past the handshake, the first frames). Must be called inside a Tokio runtime.
-pub fn start(
-    stream: TcpStream,
+///
+/// `stream` is any byte stream (Tokio's `AsyncRead + AsyncWrite`): a `TcpStream`, which gets
+/// `TCP_NODELAY` (frames are small and latency matters more than packet count), or a TLS
+/// stream, an upgraded hyper connection (`hyper_util::rt::TokioIo<Upgraded>`), a Unix socket,
+/// which are the caller's to tune. What the task writes it also flushes, so a stream that
+/// buffers (TLS) sends every frame on.
+pub fn start<S>(
+    stream: S,
     role: Role,
     config: IoConfig,
     leftover: &[u8],
-) -> io::Result<(Sender, Receiver)> {
-    // Frames are small and latency matters more than packet count.
-    stream.set_nodelay(true)?;
+) -> io::Result<(Sender, Receiver)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    set_nodelay_if_tcp(&stream)?;
     let epoch = TokioInstant::now();
     let conn = start_engine(role, &config.engine, leftover);
     let shared = Arc::new(Shared {
@@ -113,7 +146,7 @@ pub fn start(
         stream,
         conn,
         epoch,
-        write_timeout: config.write_timeout,
+        writer: FrameWriter::new(config.write_timeout),
         close_timeout: config.engine.close_timeout,
         shared: Arc::clone(&shared),
         commands: command_rx,
@@ -127,8 +160,6 @@ pub fn start(
         stalled: None,
         refused: Unsent::default(),
         engine_queued: 0,
-        write_deadline: None,
-        write_blocked: false,
         read_closed: false,
         active_since_wait: false,
         read_size: config.read_buffer_size.max(512),
@@ -536,20 +567,22 @@ impl Drop for Receiver {
 /// What woke the task.
 enum Woke {
     Timer,
-    Writable(io::Result<()>),
-    Readable(io::Result<()>),
+    /// A blocked write went on (it is in the engine).
+    Wrote,
+    /// A read brought something (it is in the engine).
+    Read(ReadOutcome),
     Command(Option<Message>),
     /// Anything handled at the top of the loop (control requests, the receiver waiting, an
     /// event delivered).
     Nudge,
 }
 
-struct Driver {
-    stream: TcpStream,
+struct Driver<S> {
+    stream: S,
     conn: Connection,
     /// The engine's epoch: `Instant::ZERO` is this moment.
     epoch: TokioInstant,
-    write_timeout: Duration,
+    writer: FrameWriter,
     close_timeout: Duration,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Message>,
@@ -573,10 +606,6 @@ struct Driver {
     /// The engine's queued data as last seen, counted as for the budget
     /// (`Connection::outbound_charge`), to release budget as it is written.
     engine_queued: usize,
-    /// The deadline of the frame being written; `None` when no frame is in progress.
-    write_deadline: Option<TokioInstant>,
-    /// The last write would have blocked: wait for writability.
-    write_blocked: bool,
     read_closed: bool,
     /// The last wait ended with input or a command: the next sleep only trims the engine's
     /// memory (`Connection::trim_memory`); a sleep after a quiet wake (a timer, a nudge)
@@ -591,7 +620,7 @@ struct Driver {
     timer_at: Option<TokioInstant>,
 }
 
-impl Driver {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Driver<S> {
     fn now(&self) -> Instant {
         engine_now(self.epoch)
     }
@@ -610,7 +639,13 @@ impl Driver {
                     continue;
                 }
                 if self.ended.is_none() {
-                    self.write();
+                    // Polled here for the task's own waker, which a write that has to wait
+                    // leaves with the stream.
+                    poll_fn(|cx| {
+                        self.write(cx);
+                        Poll::Ready(())
+                    })
+                    .await;
                     self.pump_events();
                 }
                 self.sync_budget();
@@ -631,7 +666,7 @@ impl Driver {
     async fn wait(&mut self) {
         let can_read =
             self.backlog.is_empty() && self.close_held_since.is_none() && !self.read_closed;
-        let want_write = self.write_blocked && !self.conn.is_transmit_idle();
+        let want_write = self.writer.blocked;
         let take_commands = self.commands_open && self.stalled.is_none();
         let has_backlog = !self.backlog.is_empty();
         self.arm_timer();
@@ -649,13 +684,26 @@ impl Driver {
                 return Poll::Ready(Woke::Timer);
             }
             if want_write {
-                if let Poll::Ready(ready) = self.stream.poll_write_ready(cx) {
-                    return Poll::Ready(Woke::Writable(ready));
+                let queued = self.conn.queued_bytes();
+                // Fields, not `self.write`: the select below needs `self.events`.
+                let blocked = self
+                    .writer
+                    .write(&mut self.stream, cx, &mut self.conn, self.epoch);
+                if !blocked || self.conn.queued_bytes() != queued {
+                    return Poll::Ready(Woke::Wrote);
                 }
             }
-            if can_read {
-                if let Poll::Ready(ready) = self.stream.poll_read_ready(cx) {
-                    return Poll::Ready(Woke::Readable(ready));
+            if can_read && may_read(&self.stream, cx) {
+                let outcome = read_into(
+                    &mut self.stream,
+                    cx,
+                    &mut self.conn,
+                    self.epoch,
+                    self.read_size,
+                    &mut self.read_buf,
+                );
+                if let Poll::Ready(outcome) = outcome {
+                    return Poll::Ready(Woke::Read(outcome));
                 }
             }
             if take_commands {
@@ -706,24 +754,9 @@ impl Driver {
                 self.timer_at = None;
                 self.on_timer();
             }
-            Woke::Writable(ready) => {
-                self.write_blocked = false;
-                if let Err(e) = ready {
-                    let now = self.now();
-                    self.conn
-                        .transport_failed(now, TransportError::Io(io_detail("write", &e)));
-                }
-            }
-            Woke::Readable(Ok(())) => {
-                self.active_since_wait = true;
-                self.read()
-            }
-            Woke::Readable(Err(e)) => {
-                self.read_closed = true;
-                let now = self.now();
-                self.conn
-                    .transport_failed(now, TransportError::Io(io_detail("read", &e)));
-            }
+            Woke::Wrote => {}
+            Woke::Read(ReadOutcome::Data) => self.active_since_wait = true,
+            Woke::Read(ReadOutcome::Closed) => self.read_closed = true,
             Woke::Command(Some(message)) => {
                 self.active_since_wait = true;
                 self.queue(message)
@@ -737,9 +770,7 @@ impl Driver {
     /// deadline. A timer already armed earlier is kept: firing early is harmless (the engine
     /// acts only on what is due), and it saves re-arming on every step.
     fn arm_timer(&mut self) {
-        let write = self
-            .write_deadline
-            .filter(|_| !self.conn.is_transmit_idle());
+        let write = self.writer.deadline(&self.conn);
         let held = self
             .close_held_since
             .map(|since| since + self.close_timeout);
@@ -755,35 +786,12 @@ impl Driver {
         }
     }
 
+    /// A write deadline that passed is acted on by the next `write`: it tries once more, and
+    /// ends the connection if the frame is still stuck.
     fn on_timer(&mut self) {
-        if self
-            .write_deadline
-            .is_some_and(|d| d <= TokioInstant::now())
-        {
-            // Try once more; `write` ends the connection if the frame is still stuck.
-            self.write_blocked = false;
-        }
         let now = self.now();
         if self.conn.poll_timeout().is_some_and(|t| t <= now) {
             self.conn.handle_timeout(now);
-        }
-    }
-
-    fn read(&mut self) {
-        // The socket was just reported readable; a noop waker is enough for this one poll
-        // (`wait` registers the task's own waker again before sleeping).
-        let mut noop = Context::from_waker(Waker::noop());
-        let outcome = read_into(
-            &mut self.stream,
-            &mut noop,
-            &mut self.conn,
-            self.epoch,
-            self.read_size,
-            &mut self.read_buf,
-        );
-        // Pending: readiness was stale, nothing to read.
-        if let Poll::Ready(ReadOutcome::Closed) = outcome {
-            self.read_closed = true;
         }
     }
 
@@ -946,17 +954,11 @@ impl Driver {
         }
     }
 
-    /// Writes what the socket takes now (see [`write_queued`]).
-    fn write(&mut self) {
-        if !self.write_blocked {
-            self.write_blocked = write_queued(
-                &self.stream,
-                &mut self.conn,
-                self.epoch,
-                self.write_timeout,
-                &mut self.write_deadline,
-            );
-        }
+    /// Writes and flushes what the stream takes now (see [`FrameWriter::write`]); true when
+    /// it has to wait for the stream (with `cx` registered).
+    fn write(&mut self, cx: &mut Context<'_>) -> bool {
+        self.writer
+            .write(&mut self.stream, cx, &mut self.conn, self.epoch)
     }
 
     /// Releases the budget of what the engine wrote (or dropped), and marks the handles
@@ -1007,11 +1009,17 @@ impl Driver {
             mut stream,
             events,
             close_timeout,
+            mut writer,
             ..
         } = self;
         // The receiver sees the end of the channel, then the tail.
         drop(events);
         let until = TokioInstant::now() + close_timeout;
+        if teardown != Teardown::Abort {
+            // What was written (the Close among it) is flushed before the stream is shut
+            // down or waited on.
+            let _ = timeout_at(until, poll_fn(|cx| writer.poll_flushed(&mut stream, cx))).await;
+        }
         match teardown {
             Teardown::Abort => {}
             Teardown::ServerLinger => {
