@@ -10,7 +10,8 @@
 //! - `tokio` (feature `tokio`), in two shapes: a task per connection that owns the socket and
 //!   the engine, with a cloneable `Sender` and a `Receiver` for the application; or a
 //!   `WebSocket` driven by the application's own task (no second task, no channels: the
-//!   lowest latency per message).
+//!   lowest latency per message). Both run over any Tokio byte stream: a `TcpStream`, a TLS
+//!   stream (`wss://`), hyper's upgraded connection, a Unix socket.
 //!
 //! Both perform the opening handshake with the sans-IO [`crate::handshake`] module
 //! and expose the engine's [`Stats`](crate::Stats).

@@ -68,6 +68,34 @@
 //! # }
 //! ```
 //!
+//! # Streams other than TCP
+//!
+//! Both shapes take any Tokio byte stream (`AsyncRead + AsyncWrite + Unpin`): a `TcpStream`
+//! (the default type of [`WebSocket`]), a TLS stream, hyper's upgraded connection, a Unix
+//! socket. Whatever they write they also flush (a TLS stream holds bytes until then), and a
+//! flush that cannot finish is under the same per-frame write deadline as a write. An HTTP
+//! stack that did the upgrade itself hands over the upgraded stream with nothing left over:
+//!
+//! ```no_run
+//! # async fn run(
+//! #     upgraded: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+//! # ) -> std::io::Result<()> {
+//! use wsframe::io::{tokio::start, IoConfig};
+//! use wsframe::Role;
+//!
+//! // With hyper: `upgraded` is `hyper_util::rt::TokioIo::new(hyper::upgrade::on(req).await?)`,
+//! // after a 101 built from `wsframe::handshake::validate_request_headers`.
+//! let (tx, mut rx) = start(upgraded, Role::Server, IoConfig::default(), &[])?;
+//! # let _ = (tx, rx.recv().await);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! For `wss://`, open the TLS stream with your TLS crate and use [`accept`] (server) or
+//! [`connect_over`] / [`WebSocket::connect_over`] (client); `connect` opens plain TCP only.
+//! Only a `TcpStream` gets `TCP_NODELAY` from the adapters: set it on the socket under a TLS
+//! stream yourself.
+//!
 //! # The peer's Close and the application's replies
 //!
 //! The engine echoes the peer's Close once the application has *taken* the Close event, behind
