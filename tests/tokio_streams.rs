@@ -15,7 +15,7 @@ use tokio::net::UnixStream;
 use tokio::time::timeout;
 use wsframe::handshake::{ClientOptions, RequestError};
 use wsframe::io::tokio::{self as ws_tokio, WebSocket};
-use wsframe::io::{Error, IoConfig};
+use wsframe::io::{Error, IoConfig, Message};
 use wsframe::{CloseFrame, EndReason, Event, Role};
 
 /// Generous: each step takes milliseconds; the limit turns a hang into a failure.
@@ -59,6 +59,15 @@ fn ended_reason(event: &Event) -> &EndReason {
     }
 }
 
+/// What an echo server sends back for `event`: data messages only.
+fn echo_of(event: &Event) -> Option<Message> {
+    match event {
+        Event::Binary(bytes) => Some(Message::Binary(bytes.clone())),
+        Event::Text(text) => Some(Message::Text(text.clone())),
+        _ => None,
+    }
+}
+
 /// An echo server in the caller's task; returns every event it saw.
 async fn echo_in_task<S>(mut ws: WebSocket<S>) -> Vec<Event>
 where
@@ -66,10 +75,8 @@ where
 {
     let mut seen = Vec::new();
     while let Some(event) = ws.recv().await {
-        match &event {
-            Event::Binary(bytes) => ws.send(bytes.clone()).await.unwrap(),
-            Event::Text(text) => ws.send(text.clone()).await.unwrap(),
-            _ => {}
+        if let Some(echo) = echo_of(&event) {
+            ws.send(echo).await.unwrap();
         }
         seen.push(event);
     }
@@ -81,10 +88,8 @@ where
 async fn echo_on_task(tx: ws_tokio::Sender, mut rx: ws_tokio::Receiver) -> Vec<Event> {
     let mut seen = Vec::new();
     while let Some(event) = rx.recv().await {
-        match &event {
-            Event::Binary(bytes) => tx.send(bytes.clone()).await.unwrap(),
-            Event::Text(text) => tx.send(text.clone()).await.unwrap(),
-            _ => {}
+        if let Some(echo) = echo_of(&event) {
+            tx.send(echo).await.unwrap();
         }
         seen.push(event);
     }
