@@ -1,9 +1,10 @@
 //! Both tokio adapters over byte streams other than a `TcpStream`: what a relay behind TLS or
 //! an HTTP stack (hyper's upgraded connection) hands them.
 //!
-//! The buffering stream here is `tokio::io::BufWriter`, which, like a TLS stream, keeps what it
-//! is given until it is flushed: every test over it hangs (and fails on its time limit) if an
-//! adapter writes a frame without flushing it, the Close included. The flush is under the
+//! The buffering stream here is `tokio::io::BufWriter`, which, as `AsyncWrite` allows, keeps
+//! what it is given until it is flushed: every test over it hangs (and fails on its time
+//! limit) if an adapter writes a frame without flushing it, the Close included. (tokio-rustls
+//! writes its records at once, so tests/tls.rs would not notice a missing flush.) The flush is under the
 //! write deadline too: a flush the peer never lets finish ends the connection with a write
 //! timeout, like a frame it never reads.
 #![cfg(feature = "tokio")]

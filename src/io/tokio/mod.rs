@@ -72,7 +72,8 @@
 //!
 //! Both shapes take any Tokio byte stream (`AsyncRead + AsyncWrite + Unpin`): a `TcpStream`
 //! (the default type of [`WebSocket`]), a TLS stream, hyper's upgraded connection, a Unix
-//! socket. Whatever they write they also flush (a TLS stream holds bytes until then), and a
+//! socket. Whatever they write they also flush (`AsyncWrite` lets a stream keep bytes until
+//! then; `tokio::io::BufWriter` does), and a
 //! flush that cannot finish is under the same per-frame write deadline as a write. An HTTP
 //! stack that did the upgrade itself hands over the upgraded stream with nothing left over:
 //!
@@ -275,7 +276,7 @@ async fn write_before<S: AsyncWrite + Unpin>(
     bytes: &[u8],
     deadline: TokioInstant,
 ) -> Result<(), Error> {
-    // Flushed too: a TLS stream holds what it was given until then.
+    // Flushed too: a stream may keep what it was given until then.
     let written = async {
         stream.write_all(bytes).await?;
         stream.flush().await
@@ -485,9 +486,10 @@ fn nothing_read(conn: &mut Connection, now: Instant, result: io::Result<()>) -> 
 /// not when it starts: the two are apart by the time of the writes in between, microseconds,
 /// and a frame that goes out at once (the common case) then costs no clock read.
 ///
-/// Flushing is part of writing: a TLS stream, or any stream that buffers, may hold the bytes
-/// it took until it is flushed, so the last frame before a quiet spell (a reply, a Close)
-/// would otherwise sit in its buffer. A flush that has to wait is under a write deadline too.
+/// Flushing is part of writing: `AsyncWrite` lets a stream keep the bytes it took until it is
+/// flushed (`tokio::io::BufWriter` does; tokio-rustls writes its records at once, other
+/// wrappers may not), so the last frame before a quiet spell (a reply, a Close) could
+/// otherwise sit in its buffer. A flush that has to wait is under a write deadline too.
 #[derive(Debug)]
 struct FrameWriter {
     timeout: Duration,

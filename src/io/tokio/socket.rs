@@ -41,7 +41,8 @@ use crate::{Connection, Event, Instant, Role, SendError, Stats};
 ///
 /// Over any byte stream `S` (Tokio's `AsyncRead + AsyncWrite`), a [`TcpStream`] by default: a
 /// TLS stream, an upgraded hyper connection (`hyper_util::rt::TokioIo<Upgraded>`), a Unix
-/// socket. What it writes it also flushes, so a stream that buffers (TLS) sends every frame on.
+/// socket. What it writes it also flushes: `AsyncWrite` lets a stream keep bytes until then
+/// (`tokio::io::BufWriter` does), so every frame is on its way whatever the stream.
 #[derive(Debug)]
 pub struct WebSocket<S = TcpStream> {
     /// `None` once the connection is over and the stream closed.

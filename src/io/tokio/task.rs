@@ -112,8 +112,8 @@ where
 /// `stream` is any byte stream (Tokio's `AsyncRead + AsyncWrite`): a `TcpStream`, which gets
 /// `TCP_NODELAY` (frames are small and latency matters more than packet count), or a TLS
 /// stream, an upgraded hyper connection (`hyper_util::rt::TokioIo<Upgraded>`), a Unix socket,
-/// which are the caller's to tune. What the task writes it also flushes, so a stream that
-/// buffers (TLS) sends every frame on.
+/// which are the caller's to tune. What the task writes it also flushes (`AsyncWrite` lets a
+/// stream keep bytes until then), so every frame is on its way whatever the stream.
 pub fn start<S>(
     stream: S,
     role: Role,
