@@ -4,6 +4,7 @@
 //! cargo run --release --features tokio --example echo_server -- --addr 127.0.0.1:9001
 //!     [--runtime tokio|tokio-direct|std] [--ping-interval-ms N] [--idle-timeout-ms N]
 //!     [--close-timeout-ms N] [--write-timeout-ms N] [--max-message-size BYTES]
+//!     [--tls-cert CERT.pem --tls-key KEY.pem]
 //! ```
 //!
 //! It prints `listening on <addr>` to stderr once bound, then one line per connection that
@@ -19,6 +20,11 @@
 //! `Sender` and a `Receiver`; `--runtime tokio-direct` runs the async adapter in the
 //! connection's own task (`wsframe::io::tokio::WebSocket`, no second task); `--runtime std`
 //! runs each on its own thread with the blocking adapter.
+//!
+//! With `--tls-cert` and `--tls-key` (PEM files; tokio runtimes only) it serves `wss://`:
+//! each connection's TLS handshake is done with rustls (tokio-rustls), and the TLS stream is
+//! handed to the same adapters, which take any byte stream. wsframe itself opens no TLS.
+//! `tests/fixtures/tls` has a self-signed certificate for `localhost` and 127.0.0.1.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +32,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
 use wsframe::io::{blocking, tokio as ws_tokio, IoConfig};
 use wsframe::{Config, Event};
 
@@ -43,13 +53,16 @@ struct Args {
     addr: SocketAddr,
     runtime: Runtime,
     config: IoConfig,
+    /// `wss://`: the TLS server side, from `--tls-cert` and `--tls-key`.
+    tls: Option<TlsAcceptor>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: echo_server [--addr 127.0.0.1:9001] [--runtime tokio|tokio-direct|std]\n\
          \x20                  [--ping-interval-ms N] [--idle-timeout-ms N] [--close-timeout-ms N]\n\
-         \x20                  [--write-timeout-ms N] [--max-message-size BYTES]"
+         \x20                  [--write-timeout-ms N] [--max-message-size BYTES]\n\
+         \x20                  [--tls-cert CERT.pem --tls-key KEY.pem]"
     );
     std::process::exit(64)
 }
@@ -62,6 +75,7 @@ fn parse_args() -> Args {
     let mut idle_set = false;
     // Conformance suites send messages up to 16 MiB in one frame, and limit cases beyond.
     let mut max_message: u64 = 64 << 20;
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
@@ -91,6 +105,8 @@ fn parse_args() -> Args {
             "--close-timeout-ms" => engine.close_timeout = Duration::from_millis(millis()),
             "--write-timeout-ms" => config.write_timeout = Duration::from_millis(millis()),
             "--max-message-size" => max_message = value().parse().unwrap_or_else(|_| usage()),
+            "--tls-cert" => tls_cert = Some(value()),
+            "--tls-key" => tls_key = Some(value()),
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument {other:?}");
@@ -101,11 +117,42 @@ fn parse_args() -> Args {
     engine.max_message_size = max_message;
     engine.max_frame_size = max_message;
     config.engine = engine;
+    let tls = match (tls_cert, tls_key) {
+        (None, None) => None,
+        (Some(_), Some(_)) if runtime == Runtime::Std => {
+            eprintln!("--tls-cert and --tls-key need --runtime tokio or tokio-direct");
+            usage()
+        }
+        (Some(cert), Some(key)) => Some(tls_acceptor(&cert, &key)),
+        _ => {
+            eprintln!("--tls-cert and --tls-key go together");
+            usage()
+        }
+    };
     Args {
         addr,
         runtime,
         config,
+        tls,
     }
+}
+
+/// The TLS server side for a certificate chain and its key (PEM files).
+fn tls_acceptor(cert: &str, key: &str) -> TlsAcceptor {
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+        eprintln!("cannot load {what}: {e}");
+        std::process::exit(1)
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .unwrap_or_else(|e| fail(cert, &e));
+    let key = PrivateKeyDer::from_pem_file(key).unwrap_or_else(|e| fail(key, &e));
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+        .unwrap_or_else(|e| fail("the TLS configuration", &e));
+    TlsAcceptor::from(Arc::new(config))
 }
 
 fn main() {
@@ -144,11 +191,19 @@ async fn serve_tokio(args: Args) {
                 let Ok((stream, _)) = accepted else { continue };
                 next_id += 1;
                 let (id, config, open) = (next_id, args.config.clone(), Arc::clone(&open));
-                if args.runtime == Runtime::TokioDirect {
-                    tasks.spawn(echo_tokio_direct(id, stream, config, open));
-                } else {
-                    tasks.spawn(echo_tokio(id, stream, config, open));
-                }
+                let (runtime, tls) = (args.runtime, args.tls.clone());
+                tasks.spawn(async move {
+                    let Some(tls) = tls else {
+                        return echo_tokio(runtime, id, stream, config, open).await;
+                    };
+                    // Under TLS the adapter cannot reach the socket to turn Nagle off.
+                    let _ = stream.set_nodelay(true);
+                    match tokio::time::timeout(config.handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => echo_tokio(runtime, id, stream, config, open).await,
+                        Ok(Err(e)) => eprintln!("conn {id} TLS handshake failed: {e}"),
+                        Err(_) => eprintln!("conn {id} TLS handshake failed: timed out"),
+                    }
+                });
             }
             // Reap finished connections so the set does not grow.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -190,7 +245,22 @@ impl CloseHandle {
 
 type Open = Arc<Mutex<HashMap<u64, CloseHandle>>>;
 
-async fn echo_tokio(id: u64, stream: tokio::net::TcpStream, config: IoConfig, open: Open) {
+/// One connection on either tokio adapter, over TCP or TLS.
+async fn echo_tokio<S>(runtime: Runtime, id: u64, stream: S, config: IoConfig, open: Open)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if runtime == Runtime::TokioDirect {
+        echo_tokio_direct(id, stream, config, open).await
+    } else {
+        echo_tokio_task(id, stream, config, open).await
+    }
+}
+
+async fn echo_tokio_task<S>(id: u64, stream: S, config: IoConfig, open: Open)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = match ws_tokio::accept(stream, config).await {
         Ok(pair) => pair,
         Err(e) => {
@@ -219,7 +289,10 @@ async fn echo_tokio(id: u64, stream: tokio::net::TcpStream, config: IoConfig, op
     open.lock().unwrap().remove(&id);
 }
 
-async fn echo_tokio_direct(id: u64, stream: tokio::net::TcpStream, config: IoConfig, open: Open) {
+async fn echo_tokio_direct<S>(id: u64, stream: S, config: IoConfig, open: Open)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut ws = match ws_tokio::WebSocket::accept(stream, config).await {
         Ok(ws) => ws,
         Err(e) => {

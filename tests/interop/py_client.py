@@ -1,6 +1,10 @@
 """Python `websockets` as the client, against wsframe's echo_server.
 
 usage: py_client.py --url ws://127.0.0.1:PORT --server-log FILE [--keepalive-idle SECONDS]
+       py_client.py --url wss://127.0.0.1:PORT --ca CERT.pem --server-log FILE
+
+With --ca the same checks run over TLS, trusting that certificate (run.sh: the echo server
+with --tls-cert/--tls-key and tests/fixtures/tls).
 
 The echo server must run with a short keepalive (run.sh: --ping-interval-ms 300
 --idle-timeout-ms 2000) so the keepalive check means something.
@@ -8,6 +12,7 @@ The echo server must run with a short keepalive (run.sh: --ping-interval-ms 300
 
 import argparse
 import asyncio
+import ssl
 import sys
 
 import websockets
@@ -18,6 +23,13 @@ from py_common import (INVALID_UTF8, SIZES, Checks, binary_of, describe, log_siz
                        same_message, size_name, text_of, token, wait_for_log)
 
 OP_TIMEOUT = 30
+
+
+def open_ws(args, **kwargs):
+    """connect() to the server under test; over TLS (wss://), trusting --ca."""
+    if args.ca:
+        kwargs["ssl"] = ssl.create_default_context(cafile=args.ca)
+    return connect(args.url, **kwargs)
 
 
 async def recv(ws):
@@ -37,7 +49,7 @@ async def echo_check(c, ws, name, message):
 async def matrix(c, args):
     # Compression is left at its default (permessage-deflate offered): the server has no
     # extensions, so it must decline, and everything below then runs uncompressed.
-    async with connect(args.url, max_size=None, ping_interval=None, open_timeout=10,
+    async with open_ws(args, max_size=None, ping_interval=None, open_timeout=10,
                        close_timeout=10) as ws:
         ext = ws.response.headers.get("Sec-WebSocket-Extensions")
         c.check("handshake: permessage-deflate offered and declined",
@@ -139,7 +151,7 @@ async def matrix(c, args):
 
 async def close_without_code(c, args):
     before = log_size(args.server_log)
-    async with connect(args.url, max_size=None, ping_interval=None, compression=None) as ws:
+    async with open_ws(args, max_size=None, ping_interval=None, compression=None) as ws:
         await echo_check(c, ws, "echo before codeless close", "x")
         # ws.close() insists on a code; the protocol object sends an empty Close body.
         async with ws.send_context():
@@ -156,7 +168,7 @@ async def close_without_code(c, args):
 
 async def invalid_utf8(c, args):
     before = log_size(args.server_log)
-    async with connect(args.url, max_size=None, ping_interval=None, compression=None) as ws:
+    async with open_ws(args, max_size=None, ping_interval=None, compression=None) as ws:
         await ws.send(INVALID_UTF8, text=True)
         try:
             got = await recv(ws)
@@ -175,7 +187,7 @@ async def invalid_utf8_fail_fast(c, args):
     """The invalid bytes are in the first fragment; the server must fail the connection with
     1007 without waiting for the message to finish (section 8.1)."""
     name = "invalid UTF-8 in the first fragment answered with 1007 before the message ends"
-    async with connect(args.url, max_size=None, ping_interval=None, compression=None) as ws:
+    async with open_ws(args, max_size=None, ping_interval=None, compression=None) as ws:
         async def frags():
             yield INVALID_UTF8
             try:
@@ -199,8 +211,9 @@ async def main():
     ap.add_argument("--url", required=True)
     ap.add_argument("--server-log", required=True)
     ap.add_argument("--keepalive-idle", type=float, default=2.5)
+    ap.add_argument("--ca", help="a wss:// server's certificate (PEM) to trust")
     args = ap.parse_args()
-    c = Checks("python-websockets client")
+    c = Checks("python-websockets client" + (" over TLS" if args.ca else ""))
     print(f"# websockets {websockets.__version__}", flush=True)
     for part in (matrix, close_without_code, invalid_utf8, invalid_utf8_fail_fast):
         try:

@@ -254,9 +254,34 @@ client_vs_echo() {
   done
 }
 
+# tls_client_vs_echo PEER LABEL_PREFIX CMD...: the same over wss:// (echo_server with the
+# test certificate, tokio runtimes only: the blocking adapter has no TLS); CMD gets --ca.
+tls_client_vs_echo() {
+  local peer=$1 prefix=$2
+  shift 2
+  local runtime fixtures="$ROOT/tests/fixtures/tls"
+  for runtime in tokio tokio-direct; do
+    local label="$prefix client vs echo_server($runtime) over TLS"
+    LOG="$LOGS/$peer-client-$runtime-tls.log"
+    local slog="$LOGS/echo_server-$peer-$runtime-tls.log"
+    if ! have_bin echo_server; then record_fail "$label: examples/echo_server.rs missing"; continue; fi
+    if ! start_server echo_server "$slog" --addr "127.0.0.1:$(free_port)" --runtime "$runtime" \
+        --tls-cert "$fixtures/cert.pem" --tls-key "$fixtures/key.pem" "${ECHO_FLAGS[@]}"; then
+      record_fail "$label: echo_server did not start (log: ${slog#"$ROOT"/})"; continue
+    fi
+    local pid=$SERVER_PID
+    run_driver "$label" "$LOG" "$@" --url "wss://$SERVER_ADDR" --ca "$fixtures/cert.pem" --server-log "$slog"
+    local ok=1
+    server_health "$label" "$pid" "$slog" || ok=0
+    stop_server "$pid"
+    judge "$label" $ok
+  done
+}
+
 if wants python; then
   if [ $PY_OK = 1 ]; then
     client_vs_echo python python-websockets "$PY" "$HERE/py_client.py"
+    tls_client_vs_echo python python-websockets "$PY" "$HERE/py_client.py"
     LOG="$LOGS/python-server.log"
     if have_bin autobahn_client; then
       label="python-websockets server vs autobahn_client --echo (blocking client adapter)"
