@@ -12,9 +12,12 @@
 //! "extendedKeyUsage=serverAuth"`.
 #![cfg(feature = "tokio")]
 
-use std::sync::Arc;
-use std::time::Duration;
+#[path = "support/echo_pair.rs"]
+mod echo_pair;
 
+use std::sync::Arc;
+
+use echo_pair::{echo_in_task, echo_on_task, exchange_and_close, Client, LIMIT};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -23,13 +26,14 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use wsframe::handshake::ClientOptions;
 use wsframe::io::tokio::{self as ws_tokio, WebSocket};
-use wsframe::io::{IoConfig, Message};
-use wsframe::{CloseFrame, EndReason, Event};
+use wsframe::io::IoConfig;
+use wsframe::Event;
 
 const CERT: &[u8] = include_bytes!("fixtures/tls/cert.pem");
 const KEY: &[u8] = include_bytes!("fixtures/tls/key.pem");
 
-const LIMIT: Duration = Duration::from_secs(20);
+/// Small and large messages: a 1 MiB one is many TLS records, and writes that block.
+const SIZES: [usize; 5] = [16, 125, 16_384, 65_536, 1 << 20];
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -60,10 +64,14 @@ fn connector() -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
-/// A TLS listener on a loopback port: accepts one connection, hands the TLS stream to `serve`.
+type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
+type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A TLS listener on a loopback port that accepts one connection and hands its TLS stream to
+/// `serve`; returns the `wss://` URL, and the events the server saw.
 async fn tls_server<F, Fut>(serve: F) -> (String, tokio::task::JoinHandle<Vec<Event>>)
 where
-    F: FnOnce(tokio_rustls::server::TlsStream<TcpStream>) -> Fut + Send + 'static,
+    F: FnOnce(ServerTls) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Vec<Event>> + Send,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,7 +86,8 @@ where
     (format!("wss://localhost:{port}/echo"), server)
 }
 
-async fn tls_client(url: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+/// The client side's TLS stream to the server at `url`.
+async fn tls_client(url: &str) -> ClientTls {
     let port = url.rsplit(':').next().unwrap().trim_end_matches("/echo");
     let tcp = TcpStream::connect(format!("127.0.0.1:{port}"))
         .await
@@ -88,130 +97,38 @@ async fn tls_client(url: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
     connector().connect(name, tcp).await.unwrap()
 }
 
-fn echo_of(event: &Event) -> Option<Message> {
-    match event {
-        Event::Binary(bytes) => Some(Message::Binary(bytes.clone())),
-        Event::Text(text) => Some(Message::Text(text.clone())),
-        _ => None,
-    }
-}
-
-fn ended_reason(event: &Event) -> &EndReason {
-    match event {
-        Event::Ended(ended) => &ended.reason,
-        other => panic!("expected Ended, got {other:?}"),
-    }
-}
-
-const SIZES: [usize; 5] = [16, 125, 16_384, 65_536, 1 << 20];
-
-fn payload(size: usize) -> Vec<u8> {
-    (0..size).map(|i| (i * 13 + size) as u8).collect()
-}
-
-/// The server's last events: the client's Close, then the end it reports.
-fn assert_closed_by_client(seen: &[Event]) {
-    let bye = CloseFrame {
-        code: 1000,
-        reason: "bye".into(),
-    };
-    assert_eq!(
-        seen[seen.len() - 2],
-        Event::Close(Some(bye.clone())),
-        "{seen:?}"
-    );
-    assert_eq!(
-        ended_reason(&seen[seen.len() - 1]),
-        &EndReason::ClosedByPeer(Some(bye))
-    );
-}
-
 #[tokio::test]
 async fn task_adapter_server_and_in_task_client_over_tls() {
     let (url, server) = tls_server(|tls| async move {
-        let (tx, mut rx) = ws_tokio::accept(tls, IoConfig::default()).await.unwrap();
-        let mut seen = Vec::new();
-        while let Some(event) = rx.recv().await {
-            if let Some(echo) = echo_of(&event) {
-                tx.send(echo).await.unwrap();
-            }
-            seen.push(event);
-        }
-        seen
+        let (tx, rx) = ws_tokio::accept(tls, IoConfig::default()).await.unwrap();
+        echo_on_task(tx, rx).await
     })
     .await;
     let tls = tls_client(&url).await;
-    let (mut client, _) = timeout(
+    let (client, _) = timeout(
         LIMIT,
         WebSocket::connect_over(tls, &url, ClientOptions::new(), IoConfig::default()),
     )
     .await
     .expect("handshake in time")
     .unwrap();
-    for size in SIZES {
-        let sent = payload(size);
-        client.send(sent.clone()).await.unwrap();
-        let echo = timeout(LIMIT, client.recv()).await.expect("echo in time");
-        assert_eq!(echo, Some(Event::Binary(sent.into())), "{size} bytes");
-    }
-    client.close(1000, "bye").await.unwrap();
-    let mut last = Vec::new();
-    while let Some(event) = timeout(LIMIT, client.recv()).await.expect("close in time") {
-        last.push(event);
-    }
-    assert!(
-        matches!(
-            ended_reason(last.last().unwrap()),
-            EndReason::ClosedLocally { .. }
-        ),
-        "{last:?}"
-    );
-    let seen = timeout(LIMIT, server).await.expect("server ended").unwrap();
-    assert_eq!(seen.len(), SIZES.len() + 2);
-    assert_closed_by_client(&seen);
+    exchange_and_close(Client::InTask(client), server, &SIZES).await;
 }
 
 #[tokio::test]
 async fn in_task_server_and_task_adapter_client_over_tls() {
     let (url, server) = tls_server(|tls| async move {
-        let mut ws = WebSocket::accept(tls, IoConfig::default()).await.unwrap();
-        let mut seen = Vec::new();
-        while let Some(event) = ws.recv().await {
-            if let Some(echo) = echo_of(&event) {
-                ws.send(echo).await.unwrap();
-            }
-            seen.push(event);
-        }
-        seen
+        let ws = WebSocket::accept(tls, IoConfig::default()).await.unwrap();
+        echo_in_task(ws).await
     })
     .await;
     let tls = tls_client(&url).await;
-    let (tx, mut rx, _) = timeout(
+    let (tx, rx, _) = timeout(
         LIMIT,
         ws_tokio::connect_over(tls, &url, ClientOptions::new(), IoConfig::default()),
     )
     .await
     .expect("handshake in time")
     .unwrap();
-    for size in SIZES {
-        let sent = payload(size);
-        tx.send(sent.clone()).await.unwrap();
-        let echo = timeout(LIMIT, rx.recv()).await.expect("echo in time");
-        assert_eq!(echo, Some(Event::Binary(sent.into())), "{size} bytes");
-    }
-    tx.close(1000, "bye").unwrap();
-    let mut last = Vec::new();
-    while let Some(event) = timeout(LIMIT, rx.recv()).await.expect("close in time") {
-        last.push(event);
-    }
-    assert!(
-        matches!(
-            ended_reason(last.last().unwrap()),
-            EndReason::ClosedLocally { .. }
-        ),
-        "{last:?}"
-    );
-    let seen = timeout(LIMIT, server).await.expect("server ended").unwrap();
-    assert_eq!(seen.len(), SIZES.len() + 2);
-    assert_closed_by_client(&seen);
+    exchange_and_close(Client::<ClientTls>::Task(tx, rx), server, &SIZES).await;
 }

@@ -9,18 +9,19 @@
 //! timeout, like a frame it never reads.
 #![cfg(feature = "tokio")]
 
+#[path = "support/echo_pair.rs"]
+mod echo_pair;
+
 use std::time::{Duration, Instant};
 
+use echo_pair::{echo_in_task, echo_on_task, ended_reason, exchange_and_close, Client, LIMIT};
 use tokio::io::{duplex, BufWriter, DuplexStream};
 use tokio::net::UnixStream;
 use tokio::time::timeout;
 use wsframe::handshake::{ClientOptions, RequestError};
 use wsframe::io::tokio::{self as ws_tokio, WebSocket};
-use wsframe::io::{Error, IoConfig, Message};
-use wsframe::{CloseFrame, EndReason, Event, Role};
-
-/// Generous: each step takes milliseconds; the limit turns a hang into a failure.
-const LIMIT: Duration = Duration::from_secs(20);
+use wsframe::io::{Error, IoConfig};
+use wsframe::{CloseFrame, EndReason, Role};
 
 /// Sizes around each header length boundary (section 5.2), and larger than the in-memory
 /// pipe, so that writes block and go on in pieces.
@@ -32,118 +33,6 @@ type Buffered = BufWriter<DuplexStream>;
 fn buffered_pair() -> (Buffered, Buffered) {
     let (a, b) = duplex(64 << 10);
     (BufWriter::new(a), BufWriter::new(b))
-}
-
-fn payload(size: usize) -> Vec<u8> {
-    (0..size).map(|i| (i * 7 + size) as u8).collect()
-}
-
-fn bye() -> CloseFrame {
-    CloseFrame {
-        code: 1000,
-        reason: "bye".into(),
-    }
-}
-
-/// The engine echoes a Close's code, not its reason (section 5.5.1).
-fn echo_of_bye() -> CloseFrame {
-    CloseFrame {
-        code: 1000,
-        reason: "".into(),
-    }
-}
-
-fn ended_reason(event: &Event) -> &EndReason {
-    match event {
-        Event::Ended(ended) => &ended.reason,
-        other => panic!("expected Ended, got {other:?}"),
-    }
-}
-
-/// What an echo server sends back for `event`: data messages only.
-fn echo_of(event: &Event) -> Option<Message> {
-    match event {
-        Event::Binary(bytes) => Some(Message::Binary(bytes.clone())),
-        Event::Text(text) => Some(Message::Text(text.clone())),
-        _ => None,
-    }
-}
-
-/// An echo server in the caller's task; returns every event it saw.
-async fn echo_in_task<S>(mut ws: WebSocket<S>) -> Vec<Event>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
-{
-    let mut seen = Vec::new();
-    while let Some(event) = ws.recv().await {
-        if let Some(echo) = echo_of(&event) {
-            ws.send(echo).await.unwrap();
-        }
-        seen.push(event);
-    }
-    assert!(ws.get_ref().is_none(), "stream still open after the end");
-    seen
-}
-
-/// An echo server on the task adapter; returns every event it saw.
-async fn echo_on_task(tx: ws_tokio::Sender, mut rx: ws_tokio::Receiver) -> Vec<Event> {
-    let mut seen = Vec::new();
-    while let Some(event) = rx.recv().await {
-        if let Some(echo) = echo_of(&event) {
-            tx.send(echo).await.unwrap();
-        }
-        seen.push(event);
-    }
-    seen
-}
-
-/// Every size and a text through an in-task client, then its close handshake; checks the
-/// echoes and both ends' last events.
-async fn exchange_and_close<S>(
-    mut client: WebSocket<S>,
-    server: tokio::task::JoinHandle<Vec<Event>>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
-{
-    for size in SIZES {
-        let sent = payload(size);
-        timeout(LIMIT, client.send(sent.clone()))
-            .await
-            .expect("sent in time")
-            .unwrap();
-        let echo = timeout(LIMIT, client.recv()).await.expect("echo in time");
-        assert_eq!(echo, Some(Event::Binary(sent.into())), "{size} bytes");
-    }
-    client.send("text over any stream").await.unwrap();
-    let echo = timeout(LIMIT, client.recv()).await.expect("echo in time");
-    assert_eq!(echo, Some(Event::Text("text over any stream".into())));
-
-    client.close(1000, "bye").await.unwrap();
-    let mut last = Vec::new();
-    while let Some(event) = timeout(LIMIT, client.recv()).await.expect("close in time") {
-        last.push(event);
-    }
-    assert_eq!(last.len(), 2, "the Close's echo, then the end: {last:?}");
-    assert_eq!(last[0], Event::Close(Some(echo_of_bye())));
-    assert!(
-        matches!(ended_reason(&last[1]), EndReason::ClosedLocally { .. }),
-        "{last:?}"
-    );
-    assert!(
-        client.get_ref().is_none(),
-        "stream still open after the end"
-    );
-
-    let seen = timeout(LIMIT, server)
-        .await
-        .expect("server ended in time")
-        .unwrap();
-    assert_eq!(seen.len(), SIZES.len() + 3, "{} events", seen.len());
-    assert_eq!(seen[seen.len() - 2], Event::Close(Some(bye())));
-    assert_eq!(
-        ended_reason(&seen[seen.len() - 1]),
-        &EndReason::ClosedByPeer(Some(bye()))
-    );
 }
 
 #[tokio::test]
@@ -169,7 +58,7 @@ async fn in_task_adapter_over_a_buffering_stream_flushes_every_frame_and_the_clo
     .expect("handshake in time")
     .unwrap();
     assert!(response.protocol().is_none());
-    exchange_and_close(client, server).await;
+    exchange_and_close(Client::InTask(client), server, &SIZES).await;
 }
 
 #[tokio::test]
@@ -189,7 +78,7 @@ async fn task_adapter_over_a_buffering_stream_flushes_every_frame_and_the_close(
     )
     .await
     .unwrap();
-    exchange_and_close(client, server).await;
+    exchange_and_close(Client::InTask(client), server, &SIZES).await;
 }
 
 #[tokio::test]
@@ -201,7 +90,7 @@ async fn task_adapter_client_over_a_buffering_stream() {
             .unwrap();
         echo_in_task(ws).await
     });
-    let (tx, mut rx, _) = ws_tokio::connect_over(
+    let (tx, rx, _) = ws_tokio::connect_over(
         client_io,
         "wss://relay.test/",
         ClientOptions::new(),
@@ -209,27 +98,7 @@ async fn task_adapter_client_over_a_buffering_stream() {
     )
     .await
     .unwrap();
-    for size in SIZES {
-        let sent = payload(size);
-        tx.send(sent.clone()).await.unwrap();
-        let echo = timeout(LIMIT, rx.recv()).await.expect("echo in time");
-        assert_eq!(echo, Some(Event::Binary(sent.into())), "{size} bytes");
-    }
-    tx.close(1000, "bye").unwrap();
-    let mut last = Vec::new();
-    while let Some(event) = timeout(LIMIT, rx.recv()).await.expect("close in time") {
-        last.push(event);
-    }
-    assert_eq!(last[0], Event::Close(Some(echo_of_bye())), "{last:?}");
-    assert!(matches!(
-        ended_reason(&last[1]),
-        EndReason::ClosedLocally { .. }
-    ));
-    let seen = timeout(LIMIT, server).await.expect("server ended").unwrap();
-    assert_eq!(
-        ended_reason(seen.last().unwrap()),
-        &EndReason::ClosedByPeer(Some(bye()))
-    );
+    exchange_and_close(Client::<Buffered>::Task(tx, rx), server, &SIZES).await;
 }
 
 /// A Unix socket, with the opening handshake done elsewhere (`start` and `new` on a stream
@@ -242,7 +111,7 @@ async fn both_adapters_over_a_unix_socket_after_an_upgrade_done_elsewhere() {
         echo_on_task(tx, rx).await
     });
     let client = WebSocket::new(client_io, Role::Client, IoConfig::default(), &[]).unwrap();
-    exchange_and_close(client, server).await;
+    exchange_and_close(Client::InTask(client), server, &SIZES).await;
 }
 
 /// A write timeout of 300 ms ends the connection well before this.
