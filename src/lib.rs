@@ -47,7 +47,10 @@
 //!    deadline whenever a frame starts ([`Transmit::starts_frame`], or the count returned by
 //!    `advance_transmit`), never one for the whole connection: a PONG written after an idle
 //!    hour must get a full deadline. A missed deadline is
-//!    `transport_failed(now, TransportError::WriteTimeout)`.
+//!    `transport_failed(now, TransportError::WriteTimeout)`. If the transport may keep what
+//!    it took (a buffered writer, some TLS wrappers), flush it once the queue is empty, under
+//!    the same kind of deadline, and before closing it: a reply or a Close left in a buffer is
+//!    not sent.
 //! 3. **Events**: drain [`Connection::poll_event`] and hand them to the application. Taking
 //!    the peer's [`Event::Close`] is what queues the echo, behind every reply the application
 //!    queued first; so drain events before writing. Code that handles each message in place
