@@ -1115,6 +1115,35 @@ fn request_line() -> impl Strategy<Value = String> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// Section 3: any string is refused or parsed without a panic; a ws:// and a wss:// URL
+    /// with the same rest name the same host and resource, with the scheme's default port
+    /// (80, 443) when none is given, and the Host header carries the port only when it is not
+    /// that default.
+    #[test]
+    fn urls_parse_the_same_for_ws_and_wss_but_for_the_default_port(
+        any_text in "\\PC{0,40}",
+        host in "[a-z][a-z0-9.-]{0,15}",
+        port in proptest::option::of(1u16..),
+        path in "(/[a-zA-Z0-9._~%!$&'()*+,;=:@-]{0,8}){0,3}(\\?[a-z=&]{0,8})?",
+    ) {
+        let _ = Target::parse(&any_text);
+        let rest = match port {
+            Some(p) => format!("{host}:{p}{path}"),
+            None => format!("{host}{path}"),
+        };
+        let plain = Target::parse(&format!("ws://{rest}")).unwrap();
+        let secure = Target::parse(&format!("wss://{rest}")).unwrap();
+        prop_assert!(!plain.is_secure() && secure.is_secure());
+        prop_assert_eq!(plain.host(), secure.host());
+        prop_assert_eq!(plain.resource(), secure.resource());
+        prop_assert_eq!(plain.port(), port.unwrap_or(80));
+        prop_assert_eq!(secure.port(), port.unwrap_or(443));
+        for (t, default) in [(&plain, 80), (&secure, 443)] {
+            let shown = t.host_header().rsplit_once(':').map(|(_, p)| p.to_string());
+            prop_assert_eq!(shown, (t.port() != default).then(|| t.port().to_string()));
+        }
+    }
+
     #[test]
     fn any_split_of_a_valid_request_parses_the_same(
         cuts in proptest::collection::vec(any::<usize>(), 0..12),
