@@ -144,7 +144,7 @@ const WRITE_SLICES: usize = 32;
 /// write can no longer be overtaken by a PONG, so keep it to a few fragments.
 const WRITE_BYTES: usize = 64 << 10;
 /// Writes of several chunks up to this size in all are joined into one buffer first (see
-/// [`try_write_chunks`]).
+/// [`with_write_slices`]).
 const JOIN_WRITES_UP_TO: usize = 256;
 /// Reads of input that starts no frame in progress go into a buffer of this size on the stack
 /// (see [`read_into`]). Small, because every read pays for its pages: the stack is probed page
