@@ -1617,9 +1617,23 @@ impl Connection {
     /// When the engine next needs [`handle_timeout`](Self::handle_timeout), if ever.
     #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.ended {
+        // Nothing armed and no keepalive configured, as between the messages of a connection
+        // without keepalive: answered without gathering deadlines (performance: adapters ask
+        // on every step; measured: 7 743 to 7 529 instructions per echo round trip in the in-task
+        // adapter without keepalive, callgrind).
+        if self.ended
+            || (self.closing.deadline.is_none()
+                && self.closing.echo_due.is_none()
+                && self.message.is_none()
+                && !self.liveness.has_timers())
+        {
             return None;
         }
+        self.next_deadline()
+    }
+
+    /// The earliest deadline armed (see [`poll_timeout`](Self::poll_timeout)).
+    fn next_deadline(&self) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {

@@ -52,6 +52,12 @@ impl Liveness {
             .map(|interval| self.last_rx.max(self.last_ping) + interval)
     }
 
+    /// Whether keepalive PINGs or the idle timeout are configured at all.
+    #[inline]
+    pub(crate) fn has_timers(&self) -> bool {
+        self.ping_interval.is_some() || self.idle_timeout.is_some()
+    }
+
     /// When the peer is declared dead if nothing more arrives.
     pub(crate) fn idle_deadline(&self) -> Option<Instant> {
         self.idle_timeout.map(|timeout| self.last_rx + timeout)
