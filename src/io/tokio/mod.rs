@@ -317,11 +317,20 @@ fn earliest(a: Option<TokioInstant>, b: Option<TokioInstant>) -> Option<TokioIns
     }
 }
 
+/// The stream as a [`TcpStream`], if it is one: the adapters take any stream, and keep TCP's
+/// fast paths (`set_nodelay_if_tcp`, `may_read`, `poll_write_chunks`, and no flush to make,
+/// see `FrameWriter`). The type is known when the code is compiled, so the check costs nothing
+/// at run time.
+#[inline(always)]
+fn as_tcp<S: 'static>(stream: &S) -> Option<&TcpStream> {
+    (stream as &dyn core::any::Any).downcast_ref::<TcpStream>()
+}
+
 /// Frames are small and latency matters more than packet count: a TCP socket gets
 /// `TCP_NODELAY`. Any other stream (TLS over TCP, an upgraded hyper connection) is the
 /// caller's to tune, on the socket beneath it.
 fn set_nodelay_if_tcp<S: 'static>(stream: &S) -> io::Result<()> {
-    match (stream as &dyn core::any::Any).downcast_ref::<TcpStream>() {
+    match as_tcp(stream) {
         Some(tcp) => tcp.set_nodelay(true),
         None => Ok(()),
     }
@@ -333,7 +342,7 @@ fn set_nodelay_if_tcp<S: 'static>(stream: &S) -> io::Result<()> {
 /// the task adapter, which waits on its socket between messages, callgrind); for any other
 /// stream, always (its read is the only way to know). `false` leaves `cx` registered.
 fn may_read<S: 'static>(stream: &S, cx: &mut Context<'_>) -> bool {
-    match (stream as &dyn core::any::Any).downcast_ref::<TcpStream>() {
+    match as_tcp(stream) {
         Some(tcp) => tcp.poll_read_ready(cx).is_ready(),
         None => true,
     }
@@ -562,7 +571,9 @@ impl FrameWriter {
                     TransportError::Io(String::from("write: connection accepted no bytes")),
                 ),
                 Poll::Ready(Ok(written)) => {
-                    self.unflushed = true;
+                    // A TcpStream hands its bytes to the kernel at once: it has no flush to
+                    // wait for (performance: no flush call per write on TCP).
+                    self.unflushed = as_tcp(stream).is_none();
                     // No await between the write and this report, so a cancelled or
                     // interrupted caller can never lose the count. A completed frame ends its
                     // deadline.
@@ -634,7 +645,7 @@ fn poll_write_chunks<S: AsyncWrite + Unpin + 'static>(
     cx: &mut Context<'_>,
     chunks: &[&[u8]],
 ) -> Poll<io::Result<usize>> {
-    if let Some(tcp) = (&*stream as &dyn core::any::Any).downcast_ref::<TcpStream>() {
+    if let Some(tcp) = as_tcp(&*stream) {
         loop {
             let result = with_write_slices(chunks, |slices| match slices {
                 [one] => tcp.try_write(one),

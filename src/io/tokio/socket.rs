@@ -187,9 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> WebSocket<S> {
             shut_down: false,
         })
     }
-}
 
-impl<S: AsyncRead + AsyncWrite + Unpin + 'static> WebSocket<S> {
     fn now(&self) -> Instant {
         engine_now(self.epoch)
     }
