@@ -17,7 +17,9 @@ mod echo_pair;
 
 use std::sync::Arc;
 
-use echo_pair::{echo_in_task, echo_on_task, exchange_and_close, Client, LIMIT};
+use echo_pair::{
+    accept_and_echo_in_task, accept_and_echo_on_task, exchange_and_close, Client, LIMIT,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -99,11 +101,7 @@ async fn tls_client(url: &str) -> ClientTls {
 
 #[tokio::test]
 async fn task_adapter_server_and_in_task_client_over_tls() {
-    let (url, server) = tls_server(|tls| async move {
-        let (tx, rx) = ws_tokio::accept(tls, IoConfig::default()).await.unwrap();
-        echo_on_task(tx, rx).await
-    })
-    .await;
+    let (url, server) = tls_server(accept_and_echo_on_task).await;
     let tls = tls_client(&url).await;
     let (client, _) = timeout(
         LIMIT,
@@ -117,11 +115,7 @@ async fn task_adapter_server_and_in_task_client_over_tls() {
 
 #[tokio::test]
 async fn in_task_server_and_task_adapter_client_over_tls() {
-    let (url, server) = tls_server(|tls| async move {
-        let ws = WebSocket::accept(tls, IoConfig::default()).await.unwrap();
-        echo_in_task(ws).await
-    })
-    .await;
+    let (url, server) = tls_server(accept_and_echo_in_task).await;
     let tls = tls_client(&url).await;
     let (tx, rx, _) = timeout(
         LIMIT,

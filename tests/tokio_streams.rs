@@ -14,7 +14,10 @@ mod echo_pair;
 
 use std::time::{Duration, Instant};
 
-use echo_pair::{echo_in_task, echo_on_task, ended_reason, exchange_and_close, Client, LIMIT};
+use echo_pair::{
+    accept_and_echo_in_task, accept_and_echo_on_task, echo_on_task, ended_reason,
+    exchange_and_close, Client, LIMIT,
+};
 use tokio::io::{duplex, BufWriter, DuplexStream};
 use tokio::net::UnixStream;
 use tokio::time::timeout;
@@ -38,12 +41,7 @@ fn buffered_pair() -> (Buffered, Buffered) {
 #[tokio::test]
 async fn in_task_adapter_over_a_buffering_stream_flushes_every_frame_and_the_close() {
     let (server_io, client_io) = buffered_pair();
-    let server = tokio::spawn(async move {
-        let ws = WebSocket::accept(server_io, IoConfig::default())
-            .await
-            .unwrap();
-        echo_in_task(ws).await
-    });
+    let server = tokio::spawn(accept_and_echo_in_task(server_io));
     // A wss:// URL over a stream the caller opened: the request is the same bytes as ws://.
     let (client, response) = timeout(
         LIMIT,
@@ -64,12 +62,7 @@ async fn in_task_adapter_over_a_buffering_stream_flushes_every_frame_and_the_clo
 #[tokio::test]
 async fn task_adapter_over_a_buffering_stream_flushes_every_frame_and_the_close() {
     let (server_io, client_io) = buffered_pair();
-    let server = tokio::spawn(async move {
-        let (tx, rx) = ws_tokio::accept(server_io, IoConfig::default())
-            .await
-            .unwrap();
-        echo_on_task(tx, rx).await
-    });
+    let server = tokio::spawn(accept_and_echo_on_task(server_io));
     let (client, _) = WebSocket::connect_over(
         client_io,
         "ws://relay.test/",
@@ -84,12 +77,7 @@ async fn task_adapter_over_a_buffering_stream_flushes_every_frame_and_the_close(
 #[tokio::test]
 async fn task_adapter_client_over_a_buffering_stream() {
     let (server_io, client_io) = buffered_pair();
-    let server = tokio::spawn(async move {
-        let ws = WebSocket::accept(server_io, IoConfig::default())
-            .await
-            .unwrap();
-        echo_in_task(ws).await
-    });
+    let server = tokio::spawn(accept_and_echo_in_task(server_io));
     let (tx, rx, _) = ws_tokio::connect_over(
         client_io,
         "wss://relay.test/",

@@ -2,6 +2,8 @@
 //! them over streams other than TCP (tests/tokio_streams.rs, tests/tls.rs): echo servers on
 //! either adapter, a client on either, and one exchange (messages of given sizes and a text,
 //! then a close handshake) whose every step is checked on both ends.
+// Each test crate that includes this uses a part of it.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use wsframe::io::tokio::{Receiver, Sender, WebSocket};
-use wsframe::io::Message;
+use wsframe::io::{IoConfig, Message};
 use wsframe::{CloseFrame, EndReason, Event};
 
 /// Generous: each step takes milliseconds; the limit turns a hang into a failure.
@@ -50,6 +52,28 @@ pub async fn echo_on_task(tx: Sender, mut rx: Receiver) -> Vec<Event> {
         seen.push(event);
     }
     seen
+}
+
+/// [`echo_in_task`] after the server side of the opening handshake on `stream`.
+pub async fn accept_and_echo_in_task<S>(stream: S) -> Vec<Event>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let ws = WebSocket::accept(stream, IoConfig::default())
+        .await
+        .unwrap();
+    echo_in_task(ws).await
+}
+
+/// [`echo_on_task`] after the server side of the opening handshake on `stream`.
+pub async fn accept_and_echo_on_task<S>(stream: S) -> Vec<Event>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = wsframe::io::tokio::accept(stream, IoConfig::default())
+        .await
+        .unwrap();
+    echo_on_task(tx, rx).await
 }
 
 /// The client end, on either adapter (one per test: its size does not matter).
