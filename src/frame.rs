@@ -173,18 +173,6 @@ impl EncodedHeader {
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
-
-    /// This unmasked header with the mask bit set and `key` appended (cheaper than encoding
-    /// again when the key is drawn after the header was made).
-    #[inline]
-    pub(crate) fn masked(mut self, key: [u8; 4]) -> EncodedHeader {
-        debug_assert!(self.bytes[1] & 0x80 == 0, "already masked");
-        self.bytes[1] |= 0x80;
-        let at = self.len as usize;
-        self.bytes[at..at + 4].copy_from_slice(&key);
-        self.len += 4;
-        self
-    }
 }
 
 impl core::fmt::Debug for EncodedHeader {
@@ -239,13 +227,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masked_equals_encoding_with_the_key() {
+    fn a_masked_header_is_the_unmasked_one_with_the_mask_bit_and_the_key() {
+        // Section 5.2: the MASK bit, then the key right after the payload length, whichever
+        // of the three length forms.
         for len in [0, 1, 125, 126, 65535, 65536, u64::MAX >> 1] {
             for fin in [false, true] {
                 let key = [0xa1, 0xb2, 0xc3, 0xd4];
+                let mut expected = encode_header(fin, OpCode::Text, None, len)
+                    .as_slice()
+                    .to_vec();
+                expected[1] |= 0x80;
+                expected.extend_from_slice(&key);
                 assert_eq!(
-                    encode_header(fin, OpCode::Text, None, len).masked(key),
-                    encode_header(fin, OpCode::Text, Some(key), len)
+                    encode_header(fin, OpCode::Text, Some(key), len).as_slice(),
+                    &expected[..]
                 );
             }
         }

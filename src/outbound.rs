@@ -407,9 +407,11 @@ impl Outbound {
             && (!self.masking || len <= STAGING_BLOCK)
         {
             // Server role: the header now (its final form). Client role: at commit, with the
-            // next mask key (keys are drawn in wire order).
-            self.lane_header =
-                header.unwrap_or_else(|| encode_header(true, opcode, None, len as u64));
+            // next mask key (keys are drawn in wire order), so nothing to store yet.
+            if !self.masking {
+                self.lane_header =
+                    header.unwrap_or_else(|| encode_header(true, opcode, None, len as u64));
+            }
             self.lane_opcode = opcode;
             self.lane_payload_len = len;
             self.lane = Some(LanePayload::Shared(payload));
@@ -445,7 +447,11 @@ impl Outbound {
         copy_masked_uninit(&mut self.lane_buf.spare_capacity_mut()[..len], payload, key);
         // SAFETY: the first `len` bytes were just written by `copy_masked_uninit`.
         unsafe { self.lane_buf.set_len(len) };
-        self.lane_header = self.lane_header.masked(key);
+        // Encoded whole, in registers, and stored once (performance: setting the mask bit
+        // and appending the key to the stored unmasked header, byte stores into a header
+        // that is then loaded back in words, stalled on store forwarding: 16-byte client
+        // sends took 21 ns, now 14).
+        self.lane_header = encode_header(true, self.lane_opcode, Some(key), len as u64);
         self.lane = Some(LanePayload::Masked(len));
     }
 
