@@ -406,12 +406,10 @@ impl Outbound {
             && len <= self.max_fragment
             && (!self.masking || len <= STAGING_BLOCK)
         {
-            // Server role: the header now (its final form). Client role: at commit, with the
-            // next mask key (keys are drawn in wire order), so nothing to store yet.
-            if !self.masking {
-                self.lane_header =
-                    header.unwrap_or_else(|| encode_header(true, opcode, None, len as u64));
-            }
+            // Server role: the header now (its final form). Client role: encoded again at
+            // commit, with the next mask key (keys are drawn in wire order).
+            self.lane_header =
+                header.unwrap_or_else(|| encode_header(true, opcode, None, len as u64));
             self.lane_opcode = opcode;
             self.lane_payload_len = len;
             self.lane = Some(LanePayload::Shared(payload));
