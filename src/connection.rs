@@ -263,6 +263,11 @@ impl Ready {
     }
 }
 
+/// The address just past the end of `buf`'s room: the end of the allocation it views.
+fn inbuf_end(buf: &BytesMut) -> usize {
+    buf.as_ptr() as usize + buf.capacity()
+}
+
 /// `dst = src` into memory that need not be initialized (the receive buffer's spare capacity),
 /// returning `dst` initialized: the unmasked counterpart of `copy_masked_uninit`.
 ///
@@ -421,6 +426,10 @@ pub struct Connection {
     /// was released (`release_empty_storage`): the next read reserves only what it needs, so
     /// that a connection that goes quiet after a message or two holds no 4 KiB block.
     inbuf_released: bool,
+    /// Where the allocation ends that `reserve_empty_inbuf` last made for `inbuf`, when it
+    /// was at most a block (`RECEIVE_BLOCK`); 0 otherwise. While `inbuf` still views that
+    /// allocation, its end is exactly this address (see `inbuf_is_block`).
+    inbuf_block_end: usize,
     /// The payload length of the last data frame that arrived across reads (0 before the
     /// first): the first reservation for the next such frame (see `receive_direct`).
     last_spanning_frame: usize,
@@ -490,6 +499,7 @@ impl Connection {
             now,
             inbuf: BytesMut::new(),
             inbuf_released: true,
+            inbuf_block_end: 0,
             last_spanning_frame: 0,
             frame: None,
             message: None,
@@ -556,13 +566,15 @@ impl Connection {
     }
 
     /// [`release_idle_memory`](Self::release_idle_memory) for a connection that is busy but
-    /// about to wait: frees the empty payload buffers (receive, fragment assembly) and every
-    /// empty queue whose storage has grown past 1 KiB (after a burst), and keeps the smaller
-    /// queues, which the next message would otherwise allocate again. So an adapter can call it
-    /// before every wait and hold at most 1 KiB per queue above the idle minimum, whether or
-    /// not a timer ever tells it that the connection went quiet (measured, 16-byte echo through
-    /// the Tokio task adapter: 610 fewer instructions a round trip than releasing everything,
-    /// for 16 more bytes held while idle).
+    /// about to wait: frees the empty fragment-assembly buffer, an empty receive buffer larger
+    /// than the engine's 4 KiB block, and every empty queue whose storage has grown past 1 KiB
+    /// (after a burst), and keeps the receive block and the smaller queues, which the next
+    /// message would otherwise allocate again. So an adapter can call it before every wait and
+    /// hold at most a 4 KiB receive block and 1 KiB per queue above the idle minimum, whether
+    /// or not a timer ever tells it that the connection went quiet (measured, 16-byte echo
+    /// through the Tokio task adapter: 610 fewer instructions a round trip than releasing
+    /// everything, for 16 more bytes held while idle; keeping the receive block, 556 fewer
+    /// again, where each message had cost two allocations and two frees).
     pub fn trim_memory(&mut self) {
         self.release_empty_storage(TRIM_KEEPS_UP_TO);
     }
@@ -580,9 +592,13 @@ impl Connection {
         }
         // The two payload buffers go whenever they are empty, whatever room they have left:
         // an emptied one still shares the allocation that the last payloads (a whole message,
-        // for `assembly`) were split from, and would keep it alive after them.
-        if self.inbuf.is_empty() && self.frame.is_none() {
-            self.inbuf = BytesMut::new();
+        // for `assembly`) were split from, and would keep it alive after them. Except, for
+        // `trim_memory`, a receive buffer that views one of the engine's blocks (at most
+        // 4 KiB): a busy connection's next reads share it, as they do between waits
+        // (performance: through the Tokio task adapter, which trims before every wait, each
+        // 16-byte message cost two allocations and two frees, about 280 instructions a side).
+        if self.inbuf.is_empty() && self.frame.is_none() && !(keep > 0 && self.inbuf_is_block()) {
+            self.release_inbuf();
             self.inbuf_released = true;
         }
         if self.assembly.is_empty() {
@@ -1196,14 +1212,33 @@ impl Connection {
                 n.max(RECEIVE_BLOCK)
             };
             self.inbuf = BytesMut::with_capacity(block);
+            self.inbuf_block_end = if block <= RECEIVE_BLOCK {
+                inbuf_end(&self.inbuf)
+            } else {
+                0
+            };
         }
+    }
+
+    /// `inbuf` views the block `reserve_empty_inbuf` made for it (`inbuf_block_end`), not an
+    /// allocation that a larger read grew it into: a new allocation is made while the old one
+    /// is still held (and freed after), so it cannot end at the same address, and the record
+    /// is forgotten whenever `inbuf` lets go of its allocation (`release_inbuf`).
+    fn inbuf_is_block(&self) -> bool {
+        self.inbuf_block_end != 0 && inbuf_end(&self.inbuf) == self.inbuf_block_end
+    }
+
+    /// Lets go of the receive buffer's allocation (freed once its messages are dropped).
+    fn release_inbuf(&mut self) {
+        self.inbuf = BytesMut::new();
+        self.inbuf_block_end = 0;
     }
 
     /// Releases a large, empty receive buffer (see `SHRINK_ABOVE`).
     #[inline]
     fn shrink_inbuf(&mut self) {
         if self.inbuf.is_empty() && self.inbuf.capacity() > SHRINK_ABOVE {
-            self.inbuf = BytesMut::new();
+            self.release_inbuf();
         }
     }
 
@@ -1532,7 +1567,7 @@ impl Connection {
         }
         self.closing.echo_due = None;
         self.closing.deadline = Some(self.now + self.config.close_timeout);
-        self.inbuf = BytesMut::new();
+        self.release_inbuf();
         self.frame = None;
         self.message = None;
         self.assembly = BytesMut::new();

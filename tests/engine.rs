@@ -617,26 +617,37 @@ fn idle_connection_releases_large_receive_buffers() {
 }
 
 /// Reads of a busy connection share a block of the receive buffer; its first read, and the
-/// first after `release_idle_memory` or `trim_memory` (an adapter about to wait), get only what
-/// they need: a connection that goes quiet after a message or two holds no block, and
-/// releasing at every wait does not cost a block's allocation per message.
+/// first after `release_idle_memory`, get only what they need: a connection that goes quiet
+/// after a message or two holds no block, and releasing at every wait does not cost a block's
+/// allocation per message. `trim_memory` (an adapter about to wait while busy, as the Tokio
+/// task adapter does before every wait) keeps the block, so the reads after it share it as
+/// they would without the wait, and lets go of anything larger.
 #[test]
 fn first_read_after_a_release_reserves_only_what_it_needs() {
     let mut server = Connection::server(quiet(), Instant::ZERO);
     let message = client_frame(true, 2, &[5; 16]);
-    let exact = |server: &mut Connection| {
+    // Receives the 16-byte message, returns where its payload lay.
+    let read = |server: &mut Connection| -> usize {
         server.receive(Instant::ZERO, &message).unwrap();
+        let events = drain_events(server);
+        assert_eq!(events, [Event::Binary(vec![5; 16].into())]);
+        let Event::Binary(payload) = &events[0] else {
+            unreachable!()
+        };
+        payload.as_ptr() as usize
+    };
+    let exact = |server: &mut Connection| {
+        read(server);
         // The 22 bytes read, less the 16 of payload split off with the message.
         assert!(server.receive_buffer_capacity() <= message.len());
-        assert_eq!(drain_events(server), [Event::Binary(vec![5; 16].into())]);
     };
-    let block = |server: &mut Connection| {
-        server.receive(Instant::ZERO, &message).unwrap();
+    let block = |server: &mut Connection| -> usize {
+        let at = read(server);
         assert!(
             server.receive_buffer_capacity() >= 2048,
             "a busy connection's reads share a block"
         );
-        assert_eq!(drain_events(server), [Event::Binary(vec![5; 16].into())]);
+        at
     };
     exact(&mut server);
     block(&mut server);
@@ -647,13 +658,36 @@ fn first_read_after_a_release_reserves_only_what_it_needs() {
         exact(&mut server);
     }
     // Without a release in between, the next read takes a block again.
-    block(&mut server);
+    let mut at = block(&mut server);
     for _ in 0..3 {
         server.trim_memory();
-        assert_eq!(server.receive_buffer_capacity(), 0);
-        exact(&mut server);
+        assert!(
+            server.receive_buffer_capacity() >= 2048,
+            "the block is kept"
+        );
+        let next = block(&mut server);
+        assert_eq!(next, at + 16, "the next message lies right after the last");
+        at = next;
     }
+    // The first read's buffer (only what it needed) is kept too, and followed by a block.
+    server.release_idle_memory();
+    exact(&mut server);
+    server.trim_memory();
+    assert!(server.receive_buffer_capacity() > 0);
     block(&mut server);
+
+    // Anything the engine did not size itself goes: here a buffer a frame spanning reads grew.
+    let big = client_frame(true, 2, &[6; 100_000]);
+    for read in big.chunks(4096) {
+        server.receive(Instant::ZERO, read).unwrap();
+    }
+    assert_eq!(drain_events(&mut server).len(), 1);
+    server.trim_memory();
+    assert_eq!(
+        server.receive_buffer_capacity(),
+        0,
+        "a grown buffer is not kept"
+    );
 }
 
 /// A frame that spans reads reserves room by what arrived: twice the read for the first such
