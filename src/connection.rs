@@ -423,13 +423,15 @@ pub struct Connection {
     now: Instant,
     inbuf: BytesMut,
     /// No read has taken a receive buffer since the connection started or since the last one
-    /// was released (`release_empty_storage`): the next read reserves only what it needs, so
-    /// that a connection that goes quiet after a message or two holds no 4 KiB block.
+    /// was released or trimmed (`release_empty_storage`): the next read reserves only what it
+    /// needs, so that a connection that goes quiet after a message or two holds no 4 KiB
+    /// block.
     inbuf_released: bool,
     /// Where the allocation ends that `reserve_empty_inbuf` last made for `inbuf`, when it
-    /// was at most a block (`RECEIVE_BLOCK`); 0 otherwise. While `inbuf` still views that
-    /// allocation, its end is exactly this address (see `inbuf_is_block`).
-    inbuf_block_end: usize,
+    /// was small enough for `trim_memory` to keep (at most `TRIM_KEEPS_UP_TO`); 0 otherwise.
+    /// While `inbuf` still views that allocation, its end is exactly this address (see
+    /// `inbuf_is_small_block`).
+    inbuf_small_end: usize,
     /// The payload length of the last data frame that arrived across reads (0 before the
     /// first): the first reservation for the next such frame (see `receive_direct`).
     last_spanning_frame: usize,
@@ -499,7 +501,7 @@ impl Connection {
             now,
             inbuf: BytesMut::new(),
             inbuf_released: true,
-            inbuf_block_end: 0,
+            inbuf_small_end: 0,
             last_spanning_frame: 0,
             frame: None,
             message: None,
@@ -566,15 +568,15 @@ impl Connection {
     }
 
     /// [`release_idle_memory`](Self::release_idle_memory) for a connection that is busy but
-    /// about to wait: frees the empty fragment-assembly buffer, an empty receive buffer larger
-    /// than the engine's 4 KiB block, and every empty queue whose storage has grown past 1 KiB
-    /// (after a burst), and keeps the receive block and the smaller queues, which the next
-    /// message would otherwise allocate again. So an adapter can call it before every wait and
-    /// hold at most a 4 KiB receive block and 1 KiB per queue above the idle minimum, whether
-    /// or not a timer ever tells it that the connection went quiet (measured, 16-byte echo
-    /// through the Tokio task adapter: 610 fewer instructions a round trip than releasing
-    /// everything, for 16 more bytes held while idle; keeping the receive block, 556 fewer
-    /// again, where each message had cost two allocations and two frees).
+    /// about to wait: frees the empty payload buffers (receive, fragment assembly) unless the
+    /// receive buffer's allocation is at most 1 KiB, and every empty queue whose storage has
+    /// grown past 1 KiB (after a burst), and keeps the smaller queues and receive buffer, which
+    /// the next message would otherwise allocate again. So an adapter can call it before every
+    /// wait and hold at most 1 KiB per queue above the idle minimum, whether or not a timer
+    /// ever tells it that the connection went quiet (measured, 16-byte echo through the Tokio
+    /// task adapter: 610 fewer instructions a round trip than releasing everything, for 16
+    /// more bytes held while idle; keeping the small receive buffer, which each message
+    /// otherwise allocated and freed twice, 558 fewer again).
     pub fn trim_memory(&mut self) {
         self.release_empty_storage(TRIM_KEEPS_UP_TO);
     }
@@ -593,12 +595,15 @@ impl Connection {
         // The two payload buffers go whenever they are empty, whatever room they have left:
         // an emptied one still shares the allocation that the last payloads (a whole message,
         // for `assembly`) were split from, and would keep it alive after them. Except, for
-        // `trim_memory`, a receive buffer that views one of the engine's blocks (at most
-        // 4 KiB): a busy connection's next reads share it, as they do between waits
-        // (performance: through the Tokio task adapter, which trims before every wait, each
-        // 16-byte message cost two allocations and two frees, about 280 instructions a side).
-        if self.inbuf.is_empty() && self.frame.is_none() && !(keep > 0 && self.inbuf_is_block()) {
-            self.release_inbuf();
+        // `trim_memory`, a receive buffer whose whole allocation is small (what the first read
+        // after a release or trim took): the next read takes it back in place once its message
+        // is dropped (performance: through the Tokio task adapter, which trims before every
+        // wait, each 16-byte message cost two allocations and two frees, about 280
+        // instructions a side).
+        if self.inbuf.is_empty() && self.frame.is_none() {
+            if !(keep > 0 && self.inbuf_is_small_block()) {
+                self.release_inbuf();
+            }
             self.inbuf_released = true;
         }
         if self.assembly.is_empty() {
@@ -1202,36 +1207,50 @@ impl Connection {
     fn reserve_empty_inbuf(&mut self, n: usize) {
         debug_assert!(self.inbuf.is_empty());
         if self.inbuf.capacity() < n {
-            // The first read after `release_idle_memory` gets only the room it needs: an
-            // adapter that releases at every wait would otherwise allocate and free a whole
-            // block per message, outside the allocator's small-size cache (measured, 16-byte
-            // echo through the task adapter: 18 602 to 18 294 instructions a round trip).
-            let block = if core::mem::take(&mut self.inbuf_released) {
-                n
-            } else {
-                n.max(RECEIVE_BLOCK)
-            };
-            self.inbuf = BytesMut::with_capacity(block);
-            self.inbuf_block_end = if block <= RECEIVE_BLOCK {
-                inbuf_end(&self.inbuf)
-            } else {
-                0
-            };
+            self.renew_inbuf(n);
         }
     }
 
-    /// `inbuf` views the block `reserve_empty_inbuf` made for it (`inbuf_block_end`), not an
-    /// allocation that a larger read grew it into: a new allocation is made while the old one
-    /// is still held (and freed after), so it cannot end at the same address, and the record
-    /// is forgotten whenever `inbuf` lets go of its allocation (`release_inbuf`).
-    fn inbuf_is_block(&self) -> bool {
-        self.inbuf_block_end != 0 && inbuf_end(&self.inbuf) == self.inbuf_block_end
+    /// `reserve_empty_inbuf` when the buffer has less room than `n` (out of line, so that the
+    /// common case, a read into the room a block still has, stays a compare in the caller).
+    #[inline(never)]
+    fn renew_inbuf(&mut self, n: usize) {
+        // After a trim that kept a small buffer (see `release_empty_storage`), the buffer is
+        // taken back in place if its message is gone. Only then: a busy connection's reads
+        // otherwise share a block, which costs nothing per read.
+        if self.inbuf_released && self.inbuf_is_small_block() && self.inbuf.try_reclaim(n) {
+            return;
+        }
+        // The first read after `release_idle_memory` gets only the room it needs: an adapter
+        // that releases at every wait would otherwise allocate and free a whole block per
+        // message, outside the allocator's small-size cache (measured, 16-byte echo through
+        // the task adapter: 18 602 to 18 294 instructions a round trip).
+        let block = if core::mem::take(&mut self.inbuf_released) {
+            n
+        } else {
+            n.max(RECEIVE_BLOCK)
+        };
+        self.inbuf = BytesMut::with_capacity(block);
+        self.inbuf_small_end = if block <= TRIM_KEEPS_UP_TO {
+            inbuf_end(&self.inbuf)
+        } else {
+            0
+        };
+    }
+
+    /// `inbuf` views the small allocation `reserve_empty_inbuf` made for it
+    /// (`inbuf_small_end`), not one that a larger read grew it into: a new allocation is made
+    /// while the old one is still held (and freed after), so it cannot end at the same
+    /// address, and the record is forgotten whenever `inbuf` lets go of its allocation
+    /// (`release_inbuf`).
+    fn inbuf_is_small_block(&self) -> bool {
+        self.inbuf_small_end != 0 && inbuf_end(&self.inbuf) == self.inbuf_small_end
     }
 
     /// Lets go of the receive buffer's allocation (freed once its messages are dropped).
     fn release_inbuf(&mut self) {
         self.inbuf = BytesMut::new();
-        self.inbuf_block_end = 0;
+        self.inbuf_small_end = 0;
     }
 
     /// Releases a large, empty receive buffer (see `SHRINK_ABOVE`).

@@ -617,11 +617,12 @@ fn idle_connection_releases_large_receive_buffers() {
 }
 
 /// Reads of a busy connection share a block of the receive buffer; its first read, and the
-/// first after `release_idle_memory`, get only what they need: a connection that goes quiet
-/// after a message or two holds no block, and releasing at every wait does not cost a block's
-/// allocation per message. `trim_memory` (an adapter about to wait while busy, as the Tokio
-/// task adapter does before every wait) keeps the block, so the reads after it share it as
-/// they would without the wait, and lets go of anything larger.
+/// first after `release_idle_memory` or `trim_memory` (an adapter about to wait), get only what
+/// they need: a connection that goes quiet after a message or two holds no block, and
+/// releasing at every wait does not cost a block's allocation per message. `trim_memory` keeps
+/// that small buffer (under 1 KiB) and the next read takes it back in place once its message
+/// is dropped, so a connection trimmed before every wait, as the Tokio task adapter's is,
+/// allocates nothing per message; anything larger goes.
 #[test]
 fn first_read_after_a_release_reserves_only_what_it_needs() {
     let mut server = Connection::server(quiet(), Instant::ZERO);
@@ -636,18 +637,18 @@ fn first_read_after_a_release_reserves_only_what_it_needs() {
         };
         payload.as_ptr() as usize
     };
-    let exact = |server: &mut Connection| {
-        read(server);
+    let exact = |server: &mut Connection| -> usize {
+        let at = read(server);
         // The 22 bytes read, less the 16 of payload split off with the message.
         assert!(server.receive_buffer_capacity() <= message.len());
+        at
     };
-    let block = |server: &mut Connection| -> usize {
-        let at = read(server);
+    let block = |server: &mut Connection| {
+        read(server);
         assert!(
             server.receive_buffer_capacity() >= 2048,
             "a busy connection's reads share a block"
         );
-        at
     };
     exact(&mut server);
     block(&mut server);
@@ -658,25 +659,35 @@ fn first_read_after_a_release_reserves_only_what_it_needs() {
         exact(&mut server);
     }
     // Without a release in between, the next read takes a block again.
-    let mut at = block(&mut server);
-    for _ in 0..3 {
-        server.trim_memory();
-        assert!(
-            server.receive_buffer_capacity() >= 2048,
-            "the block is kept"
-        );
-        let next = block(&mut server);
-        assert_eq!(next, at + 16, "the next message lies right after the last");
-        at = next;
-    }
-    // The first read's buffer (only what it needed) is kept too, and followed by a block.
-    server.release_idle_memory();
-    exact(&mut server);
-    server.trim_memory();
-    assert!(server.receive_buffer_capacity() > 0);
     block(&mut server);
 
-    // Anything the engine did not size itself goes: here a buffer a frame spanning reads grew.
+    // `trim_memory` lets the block go; the small buffer that follows is kept and reused.
+    server.trim_memory();
+    assert_eq!(server.receive_buffer_capacity(), 0, "a block is not kept");
+    let small = exact(&mut server);
+    for _ in 0..3 {
+        server.trim_memory();
+        let kept = server.receive_buffer_capacity();
+        assert!(kept > 0 && kept <= message.len(), "kept {kept} bytes");
+        assert_eq!(
+            exact(&mut server),
+            small,
+            "the same bytes: nothing allocated"
+        );
+    }
+    // A message still held keeps its buffer: the read after the trim takes a new one, again
+    // only what it needs.
+    server.receive(Instant::ZERO, &message).unwrap();
+    let held = drain_events(&mut server);
+    server.trim_memory();
+    assert_ne!(exact(&mut server), small);
+    drop(held);
+    // Without a trim, reads share a block as before.
+    block(&mut server);
+
+    // A buffer that a frame spanning reads grew is not kept.
+    server.release_idle_memory();
+    exact(&mut server);
     let big = client_frame(true, 2, &[6; 100_000]);
     for read in big.chunks(4096) {
         server.receive(Instant::ZERO, read).unwrap();
