@@ -62,7 +62,7 @@
 //!    queue a PING or end the connection. Before sleeping, [`Connection::release_idle_memory`]
 //!    frees the storage of empty queues and buffers, so that idle connections hold little;
 //!    while messages keep coming, [`Connection::trim_memory`] frees the large part of it and
-//!    keeps the small queues the next message reuses.
+//!    keeps the small queues and receive buffer (at most 1 KiB each) the next message reuses.
 //! 5. **The end**: [`Event::Ended`] is the last event, produced once nothing more will be
 //!    written. Close the transport then. A server closes TCP right away (section 7.1.1); a
 //!    client should wait a moment (up to the close timeout) for the server to close first,
