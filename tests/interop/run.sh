@@ -232,45 +232,31 @@ judge() {
 ECHO_FLAGS=(--ping-interval-ms 300 --idle-timeout-ms 2000 --close-timeout-ms 3000
   --write-timeout-ms 10000 --max-message-size 16777216)
 
-# client_vs_echo PEER LABEL_PREFIX CMD...: the peer's client against echo_server, every runtime.
+# client_vs_echo PEER LABEL_PREFIX MODE CMD...: the peer's client against echo_server. MODE
+# `plain`: ws://, every runtime. MODE `tls`: wss:// with the test certificate, the tokio
+# runtimes only (the blocking adapter has no TLS); CMD gets --ca to trust it.
 client_vs_echo() {
-  local peer=$1 prefix=$2
-  shift 2
-  local runtime
-  for runtime in tokio tokio-direct std; do
-    local label="$prefix client vs echo_server($runtime)"
-    LOG="$LOGS/$peer-client-$runtime.log"
-    local slog="$LOGS/echo_server-$peer-$runtime.log"
-    if ! have_bin echo_server; then record_fail "$label: examples/echo_server.rs missing"; continue; fi
-    if ! start_server echo_server "$slog" --addr "127.0.0.1:$(free_port)" --runtime "$runtime" "${ECHO_FLAGS[@]}"; then
-      record_fail "$label: echo_server did not start (log: ${slog#"$ROOT"/})"; continue
-    fi
-    local pid=$SERVER_PID
-    run_driver "$label" "$LOG" "$@" --url "ws://$SERVER_ADDR" --server-log "$slog"
-    local ok=1
-    server_health "$label" "$pid" "$slog" || ok=0
-    stop_server "$pid"
-    judge "$label" $ok
-  done
-}
-
-# tls_client_vs_echo PEER LABEL_PREFIX CMD...: the same over wss:// (echo_server with the
-# test certificate, tokio runtimes only: the blocking adapter has no TLS); CMD gets --ca.
-tls_client_vs_echo() {
-  local peer=$1 prefix=$2
-  shift 2
-  local runtime fixtures="$ROOT/tests/fixtures/tls"
-  for runtime in tokio tokio-direct; do
-    local label="$prefix client vs echo_server($runtime) over TLS"
-    LOG="$LOGS/$peer-client-$runtime-tls.log"
-    local slog="$LOGS/echo_server-$peer-$runtime-tls.log"
+  local peer=$1 prefix=$2 mode=$3
+  shift 3
+  local runtime runtimes=(tokio tokio-direct std) scheme=ws suffix="" tag=""
+  local server_tls=() driver_tls=()
+  if [ "$mode" = tls ]; then
+    local fixtures="$ROOT/tests/fixtures/tls"
+    runtimes=(tokio tokio-direct) scheme=wss suffix=" over TLS" tag="-tls"
+    server_tls=(--tls-cert "$fixtures/cert.pem" --tls-key "$fixtures/key.pem")
+    driver_tls=(--ca "$fixtures/cert.pem")
+  fi
+  for runtime in "${runtimes[@]}"; do
+    local label="$prefix client vs echo_server($runtime)$suffix"
+    LOG="$LOGS/$peer-client-$runtime$tag.log"
+    local slog="$LOGS/echo_server-$peer-$runtime$tag.log"
     if ! have_bin echo_server; then record_fail "$label: examples/echo_server.rs missing"; continue; fi
     if ! start_server echo_server "$slog" --addr "127.0.0.1:$(free_port)" --runtime "$runtime" \
-        --tls-cert "$fixtures/cert.pem" --tls-key "$fixtures/key.pem" "${ECHO_FLAGS[@]}"; then
+        "${server_tls[@]}" "${ECHO_FLAGS[@]}"; then
       record_fail "$label: echo_server did not start (log: ${slog#"$ROOT"/})"; continue
     fi
     local pid=$SERVER_PID
-    run_driver "$label" "$LOG" "$@" --url "wss://$SERVER_ADDR" --ca "$fixtures/cert.pem" --server-log "$slog"
+    run_driver "$label" "$LOG" "$@" --url "$scheme://$SERVER_ADDR" "${driver_tls[@]}" --server-log "$slog"
     local ok=1
     server_health "$label" "$pid" "$slog" || ok=0
     stop_server "$pid"
@@ -280,8 +266,8 @@ tls_client_vs_echo() {
 
 if wants python; then
   if [ $PY_OK = 1 ]; then
-    client_vs_echo python python-websockets "$PY" "$HERE/py_client.py"
-    tls_client_vs_echo python python-websockets "$PY" "$HERE/py_client.py"
+    client_vs_echo python python-websockets plain "$PY" "$HERE/py_client.py"
+    client_vs_echo python python-websockets tls "$PY" "$HERE/py_client.py"
     LOG="$LOGS/python-server.log"
     if have_bin autobahn_client; then
       label="python-websockets server vs autobahn_client --echo (blocking client adapter)"
@@ -305,7 +291,7 @@ fi
 
 if wants node; then
   if [ $NODE_OK = 1 ]; then
-    client_vs_echo node node-ws node "$HERE/node_client.js"
+    client_vs_echo node node-ws plain node "$HERE/node_client.js"
     LOG="$LOGS/node-server.log"
     if have_bin autobahn_client; then
       label="node-ws server vs autobahn_client --echo (blocking client adapter)"
