@@ -427,7 +427,7 @@ pub struct Connection {
     /// needs, so that a connection that goes quiet after a message or two holds no 4 KiB
     /// block.
     inbuf_released: bool,
-    /// Where the allocation ends that `reserve_empty_inbuf` last made for `inbuf`, when it
+    /// Where the allocation ends that `renew_inbuf` last made for `inbuf`, when it
     /// was small enough for `trim_memory` to keep (at most `TRIM_KEEPS_UP_TO`); 0 otherwise.
     /// While `inbuf` still views that allocation, its end is exactly this address (see
     /// `inbuf_is_small_block`).
@@ -1238,8 +1238,7 @@ impl Connection {
         };
     }
 
-    /// `inbuf` views the small allocation `reserve_empty_inbuf` made for it
-    /// (`inbuf_small_end`), not one that a larger read grew it into: a new allocation is made
+    /// `inbuf` views the small allocation `renew_inbuf` made for it (`inbuf_small_end`), not one that a larger read grew it into: a new allocation is made
     /// while the old one is still held (and freed after), so it cannot end at the same
     /// address, and the record is forgotten whenever `inbuf` lets go of its allocation
     /// (`release_inbuf`).
@@ -1681,6 +1680,9 @@ impl Connection {
                 && self.message.is_none()
                 && !self.liveness.has_timers())
         {
+            // The fast path's list of what can be armed is `next_deadline`'s, written twice:
+            // a deadline added there and not here would be lost, and this says so in tests.
+            debug_assert!(self.ended || self.next_deadline().is_none());
             return None;
         }
         self.next_deadline()

@@ -2,8 +2,9 @@
 //! TLS itself, so an application accepts or connects the TLS stream and hands it over
 //! (`accept` on a server, `connect_over` on a client): the TLS handshake, the WebSocket
 //! handshake over it, messages up to 1 MiB each way (many TLS records, writes that block), and
-//! the close handshake, then each side's teardown over TLS. tokio-rustls writes its records as it is given bytes, so a missing flush
-//! would not show here; tests/tokio_streams.rs checks that with a stream that needs one.
+//! the close handshake, then each side's teardown over TLS. tokio-rustls writes its records as
+//! it is given bytes, so a missing flush would not show here; tests/tokio_streams.rs checks
+//! that with a stream that needs one.
 //!
 //! The certificate (tests/fixtures/tls, self-signed for `localhost` and 127.0.0.1, valid until
 //! 2126) was made with `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes
@@ -70,8 +71,8 @@ type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
 type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// A TLS listener on a loopback port that accepts one connection and hands its TLS stream to
-/// `serve`; returns the `wss://` URL, and the events the server saw.
-async fn tls_server<F, Fut>(serve: F) -> (String, tokio::task::JoinHandle<Vec<Event>>)
+/// `serve`; returns the port, and the events the server saw.
+async fn tls_server<F, Fut>(serve: F) -> (u16, tokio::task::JoinHandle<Vec<Event>>)
 where
     F: FnOnce(ServerTls) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Vec<Event>> + Send,
@@ -85,15 +86,17 @@ where
         let tls = acceptor().accept(tcp).await.unwrap();
         serve(tls).await
     });
-    (format!("wss://localhost:{port}/echo"), server)
+    (port, server)
 }
 
-/// The client side's TLS stream to the server at `url`.
-async fn tls_client(url: &str) -> ClientTls {
-    let port = url.rsplit(':').next().unwrap().trim_end_matches("/echo");
-    let tcp = TcpStream::connect(format!("127.0.0.1:{port}"))
-        .await
-        .unwrap();
+/// The `wss://` URL of the server on `port`.
+fn url(port: u16) -> String {
+    format!("wss://localhost:{port}/echo")
+}
+
+/// The client side's TLS stream to the server on `port`.
+async fn tls_client(port: u16) -> ClientTls {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tcp.set_nodelay(true).unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     connector().connect(name, tcp).await.unwrap()
@@ -101,11 +104,11 @@ async fn tls_client(url: &str) -> ClientTls {
 
 #[tokio::test]
 async fn task_adapter_server_and_in_task_client_over_tls() {
-    let (url, server) = tls_server(accept_and_echo_on_task).await;
-    let tls = tls_client(&url).await;
+    let (port, server) = tls_server(accept_and_echo_on_task).await;
+    let tls = tls_client(port).await;
     let (client, _) = timeout(
         LIMIT,
-        WebSocket::connect_over(tls, &url, ClientOptions::new(), IoConfig::default()),
+        WebSocket::connect_over(tls, &url(port), ClientOptions::new(), IoConfig::default()),
     )
     .await
     .expect("handshake in time")
@@ -115,11 +118,11 @@ async fn task_adapter_server_and_in_task_client_over_tls() {
 
 #[tokio::test]
 async fn in_task_server_and_task_adapter_client_over_tls() {
-    let (url, server) = tls_server(accept_and_echo_in_task).await;
-    let tls = tls_client(&url).await;
+    let (port, server) = tls_server(accept_and_echo_in_task).await;
+    let tls = tls_client(port).await;
     let (tx, rx, _) = timeout(
         LIMIT,
-        ws_tokio::connect_over(tls, &url, ClientOptions::new(), IoConfig::default()),
+        ws_tokio::connect_over(tls, &url(port), ClientOptions::new(), IoConfig::default()),
     )
     .await
     .expect("handshake in time")

@@ -4,9 +4,9 @@
 //! The buffering stream here is `tokio::io::BufWriter`, which, as `AsyncWrite` allows, keeps
 //! what it is given until it is flushed: every test over it hangs (and fails on its time
 //! limit) if an adapter writes a frame without flushing it, the Close included. (tokio-rustls
-//! writes its records at once, so tests/tls.rs would not notice a missing flush.) The flush is under the
-//! write deadline too: a flush the peer never lets finish ends the connection with a write
-//! timeout, like a frame it never reads.
+//! writes its records at once, so tests/tls.rs would not notice a missing flush.) The flush is
+//! under the write deadline too: a flush the peer never lets finish ends the connection with a
+//! write timeout, like a frame it never reads.
 #![cfg(feature = "tokio")]
 
 #[path = "support/echo_pair.rs"]

@@ -85,10 +85,13 @@ pub enum Client<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Client<S> {
     async fn send(&mut self, message: Message) {
-        match self {
-            Client::InTask(ws) => ws.send(message).await.unwrap(),
-            Client::Task(tx, _) => tx.send(message).await.unwrap(),
-        }
+        let sent = async {
+            match self {
+                Client::InTask(ws) => ws.send(message).await.unwrap(),
+                Client::Task(tx, _) => tx.send(message).await.unwrap(),
+            }
+        };
+        timeout(LIMIT, sent).await.expect("sent in time")
     }
 
     async fn recv(&mut self) -> Option<Event> {
@@ -133,9 +136,7 @@ pub async fn exchange_and_close<S>(
 {
     for &size in sizes {
         let sent = payload(size);
-        timeout(LIMIT, client.send(Message::Binary(sent.clone().into())))
-            .await
-            .expect("sent in time");
+        client.send(Message::Binary(sent.clone().into())).await;
         let echo = client.recv().await;
         assert_eq!(echo, Some(Event::Binary(sent.into())), "{size} bytes");
     }
