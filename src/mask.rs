@@ -453,8 +453,8 @@ pub fn copy_masked_via(path: MaskPath, dst: &mut [u8], src: &[u8], key: [u8; 4])
 /// payloads that stay in L1 (see `AVX512_MAX`) and to callers that allow it (`AVX512`): the
 /// copies of the send path. The receive path's sources come from a read that landed in L2,
 /// where the AVX-512 kernel measured 2-3 % slower than the AVX2 one (1 and 16 KiB receives,
-/// three interleaved runs each), while a client's masked copy into its reused send buffer
-/// took 9-23 % less time from 2 to 16 KiB.
+/// three interleaved runs each), while a client's send took 8-23 % less time from 1 to 16 KiB
+/// (benches/RESULTS.md).
 #[inline(always)]
 fn path_for<const AVX512: bool>(len: usize) -> MaskPath {
     #[cfg(target_arch = "x86_64")]
