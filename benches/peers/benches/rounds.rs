@@ -178,7 +178,13 @@ fn duration(seconds: f64) -> String {
 
 fn rate(throughput: &Throughput, seconds: f64) -> String {
     match throughput {
-        Throughput::Bytes(b) => format!("{:.2} GiB/s", *b as f64 / seconds / (1u64 << 30) as f64),
+        Throughput::Bytes(b) => {
+            let per_second = *b as f64 / seconds;
+            match per_second {
+                r if r >= (1u64 << 30) as f64 => format!("{:.2} GiB/s", r / (1u64 << 30) as f64),
+                r => format!("{:.2} MiB/s", r / (1u64 << 20) as f64),
+            }
+        }
         Throughput::Elements(e) => format!("{:.2} M/s", *e as f64 / seconds / 1e6),
         other => format!("{other:?}"),
     }
