@@ -1238,10 +1238,10 @@ impl Connection {
         };
     }
 
-    /// `inbuf` views the small allocation `renew_inbuf` made for it (`inbuf_small_end`), not one that a larger read grew it into: a new allocation is made
-    /// while the old one is still held (and freed after), so it cannot end at the same
-    /// address, and the record is forgotten whenever `inbuf` lets go of its allocation
-    /// (`release_inbuf`).
+    /// `inbuf` views the small allocation `renew_inbuf` made for it (`inbuf_small_end`), not
+    /// one that a larger read grew it into: a new allocation is made while the old one is
+    /// still held (and freed after), so it cannot end at the same address, and the record is
+    /// forgotten whenever `inbuf` lets go of its allocation (`release_inbuf`).
     fn inbuf_is_small_block(&self) -> bool {
         self.inbuf_small_end != 0 && inbuf_end(&self.inbuf) == self.inbuf_small_end
     }

@@ -65,9 +65,7 @@ fn main() {
     );
     let mut summary = Vec::new();
     let memory = inmemory::runtime();
-    inmemory::build(&memory, &o.filters, &mut |w| {
-        summary.extend(run(w, &o));
-    });
+    inmemory::build(&memory, &o.filters, &mut |w| summary.extend(run(w, &o)));
     let network = echo::runtime();
     echo::build(&network, &o.filters, &mut |w| summary.extend(run(w, &o)));
 

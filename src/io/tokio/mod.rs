@@ -74,8 +74,8 @@
 //! (the default type of [`WebSocket`]), a TLS stream, hyper's upgraded connection, a Unix
 //! socket. Whatever they write they also flush (`AsyncWrite` lets a stream keep bytes until
 //! then; `tokio::io::BufWriter` does), and a flush that cannot finish is under the same
-//! per-frame write deadline as a write. An HTTP
-//! stack that did the upgrade itself hands over the upgraded stream with nothing left over:
+//! per-frame write deadline as a write. An HTTP stack that did the upgrade itself hands over
+//! the upgraded stream with nothing left over:
 //!
 //! ```no_run
 //! # async fn run(

@@ -388,9 +388,12 @@ fn fanout(rt: &Runtime, size: usize) -> Workload<'_> {
     let bytes = Bytes::from(data.clone());
     let mut runs: Vec<(&'static str, Run<'_>)> = Vec::new();
 
-    let mut engines: Vec<Connection> = (0..N)
-        .map(|_| Connection::server(config(), Instant::ZERO))
-        .collect();
+    let servers = || -> Vec<Connection> {
+        (0..N)
+            .map(|_| Connection::server(config(), Instant::ZERO))
+            .collect()
+    };
+    let mut engines = servers();
     let payload = bytes.clone();
     runs.push((
         "wsframe",
@@ -399,9 +402,7 @@ fn fanout(rt: &Runtime, size: usize) -> Workload<'_> {
 
     // The same through the queue (`send_prepared`, `poll_transmit`): each engine's queue holds
     // a clone of the payload until it is written, two atomic operations per engine.
-    let mut engines: Vec<Connection> = (0..N)
-        .map(|_| Connection::server(config(), Instant::ZERO))
-        .collect();
+    let mut engines = servers();
     let payload = bytes.clone();
     runs.push((
         "wsframe-queued",
