@@ -562,6 +562,8 @@ impl FrameWriter {
         epoch: TokioInstant,
     ) -> bool {
         while !conn.is_transmit_idle() {
+            // A message sent into an idle queue, the usual case: its frame as handed out,
+            // nothing to gather (see `Connection::transmit_is_one_frame`).
             let polled = if conn.transmit_is_one_frame() {
                 let Some(frame) = conn.poll_transmit() else {
                     break;
