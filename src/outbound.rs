@@ -1141,9 +1141,9 @@ mod tests {
 
     /// Random sends, control frames, vectored and partial writes and abandonment, in both
     /// roles: every frame arrives whole and in order, payloads intact, and a lane said to be
-    /// alone is all there is to write. Client: the staging
-    /// buffer is compacted and grown while frames are committed. Server: the fast lane is
-    /// committed in place or taken out behind other frames.
+    /// alone is all there is to write. Client: the staging buffer is compacted and grown while
+    /// frames are committed. Server: the fast lane is committed in place or taken out behind
+    /// other frames.
     #[test]
     fn frames_survive_partial_and_vectored_writes() {
         for seed in 1..300u64 {
